@@ -1,0 +1,578 @@
+//! The client role: what a program that talks to QEMU runs.
+
+use crate::error::{End, ProtocolError, SendError};
+use crate::framing::{FrameError, Framer, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::json::{push_str_literal, RawJson};
+use crate::message::{
+    parse_server_message, Capability, Event, Greeting, QmpError, ServerMessage, ServerParseError,
+};
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::ToString;
+use alloc::vec::Vec;
+use bytes::{Bytes, BytesMut};
+use core::fmt;
+use serde::Serialize;
+
+/// The id the client machine gave a command. Ids are integers, allocated in
+/// increasing order and never reused on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub(crate) u64);
+
+impl RequestId {
+    /// The id as sent on the wire.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Settings of a [`Client`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Enable out-of-band execution when the server offers it.
+    /// Default: `false`.
+    pub want_oob: bool,
+    /// How many in-band commands may await their reply at once. QEMU asks
+    /// for at most 8 when OOB is enabled. Default: 8. At least 1.
+    pub max_in_flight: usize,
+    /// How many commands may wait locally behind the window before
+    /// [`SendError::QueueFull`]. Default: 4096.
+    pub max_queued: usize,
+    /// The largest server message accepted, in bytes.
+    /// Default: [`DEFAULT_MAX_MESSAGE_SIZE`] (16 MiB).
+    pub max_message_size: usize,
+    /// The first request id to allocate (the `qmp_capabilities` command
+    /// takes it). Default: 0. Lets two clients that share a transport, or a
+    /// replayed transcript, keep their ids apart.
+    pub first_id: u64,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            want_oob: false,
+            max_in_flight: 8,
+            max_queued: 4096,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            first_id: 0,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Sets [`want_oob`](Self::want_oob).
+    pub fn want_oob(mut self, want: bool) -> Self {
+        self.want_oob = want;
+        self
+    }
+
+    /// Sets [`max_in_flight`](Self::max_in_flight) (at least 1).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Sets [`max_queued`](Self::max_queued).
+    pub fn max_queued(mut self, n: usize) -> Self {
+        self.max_queued = n;
+        self
+    }
+
+    /// Sets [`max_message_size`](Self::max_message_size).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`first_id`](Self::first_id).
+    pub fn first_id(mut self, id: u64) -> Self {
+        self.first_id = id;
+        self
+    }
+}
+
+/// A reply to one of our commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The command it answers.
+    pub id: RequestId,
+    /// The `return` value, or the error the server reported.
+    pub result: Result<RawJson, QmpError>,
+}
+
+/// What the [`Client`] machine has to say; see [`Client::poll_output`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientOutput {
+    /// The server's greeting arrived; negotiation has been started.
+    Greeting(Greeting),
+    /// Negotiation completed: commands now flow.
+    Ready {
+        /// Whether out-of-band execution was enabled.
+        oob: bool,
+    },
+    /// A reply to a command issued with [`Client::execute`].
+    Reply(Reply),
+    /// An event.
+    Event(Event),
+    /// An error reply without an id: the server could not parse some input.
+    UnattributedError(QmpError),
+    /// The connection has ended. Always the last output, given once. Every
+    /// command still without a reply will never get one.
+    End(End),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitingGreeting,
+    Negotiating { id: u64 },
+    Ready,
+    Ended,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Request {
+    oob: bool,
+    sent: bool,
+    forgotten: bool,
+}
+
+/// The client side of a QMP connection, with no I/O.
+///
+/// Feed it what the socket gives ([`receive`](Self::receive),
+/// [`receive_eof`](Self::receive_eof)), issue commands
+/// ([`execute`](Self::execute)), then drain its outputs
+/// ([`poll_output`](Self::poll_output) until `None`, then
+/// [`poll_transmit`](Self::poll_transmit)) and write what it gives. See the
+/// [crate docs](crate) for the whole loop.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    framer: Framer,
+    phase: Phase,
+    greeting: Option<Greeting>,
+    oob_enabled: bool,
+    eof: bool,
+    next_id: u64,
+    requests: BTreeMap<u64, Request>,
+    queue: VecDeque<(u64, Bytes)>,
+    in_flight: usize,
+    outputs: VecDeque<ClientOutput>,
+    transmit: BytesMut,
+    unknown_replies: u64,
+    late_replies: u64,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new(ClientConfig::default())
+    }
+}
+
+impl Client {
+    /// A client that waits for the server's greeting.
+    pub fn new(config: ClientConfig) -> Self {
+        let config = ClientConfig {
+            max_in_flight: config.max_in_flight.max(1),
+            ..config
+        };
+        Client {
+            next_id: config.first_id,
+            framer: Framer::new(config.max_message_size),
+            config,
+            phase: Phase::AwaitingGreeting,
+            greeting: None,
+            oob_enabled: false,
+            eof: false,
+            requests: BTreeMap::new(),
+            queue: VecDeque::new(),
+            in_flight: 0,
+            outputs: VecDeque::new(),
+            transmit: BytesMut::new(),
+            unknown_replies: 0,
+            late_replies: 0,
+        }
+    }
+
+    // ----- getters ---------------------------------------------------------
+
+    /// The settings in force.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The server's greeting, once it has arrived.
+    pub fn greeting(&self) -> Option<&Greeting> {
+        self.greeting.as_ref()
+    }
+
+    /// Whether negotiation has completed and the connection has not ended.
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    /// Whether the connection has ended (the [`ClientOutput::End`] may still
+    /// be waiting in [`poll_output`](Self::poll_output)).
+    pub fn is_ended(&self) -> bool {
+        self.phase == Phase::Ended
+    }
+
+    /// Whether out-of-band execution was negotiated.
+    pub fn oob_enabled(&self) -> bool {
+        self.oob_enabled
+    }
+
+    /// In-band commands sent and awaiting their reply (forgotten ones too).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Commands waiting locally to be sent.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Replies dropped because their id was unknown (never ours, or already
+    /// answered).
+    pub fn unknown_replies(&self) -> u64 {
+        self.unknown_replies
+    }
+
+    /// Replies dropped because their command had been [forgotten](Self::forget).
+    pub fn late_replies(&self) -> u64 {
+        self.late_replies
+    }
+
+    /// Whether `id` still awaits a reply (and has not been forgotten).
+    pub fn is_pending(&self, id: RequestId) -> bool {
+        self.requests.get(&id.0).is_some_and(|r| !r.forgotten)
+    }
+
+    // ----- inputs ----------------------------------------------------------
+
+    /// Buffers bytes received from the server. Parsing happens in
+    /// [`poll_output`](Self::poll_output). Ignored once the connection ended.
+    pub fn receive(&mut self, bytes: &[u8]) {
+        if self.phase != Phase::Ended && !self.eof {
+            self.framer.push(bytes);
+        }
+    }
+
+    /// Says the server closed the stream. Messages already received are
+    /// still given out first; then the connection ends.
+    pub fn receive_eof(&mut self) {
+        self.eof = true;
+    }
+
+    // ----- commands --------------------------------------------------------
+
+    /// Issues command `name` with `arguments`, which must serialize to a JSON
+    /// object, or to `null` (`&()`) for none. Returns its id; the reply comes
+    /// as a [`ClientOutput::Reply`] with that id.
+    ///
+    /// Before negotiation completes, or while the in-flight window is full,
+    /// the command waits in a local queue and is sent in order later.
+    pub fn execute<A: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        arguments: &A,
+    ) -> Result<RequestId, SendError> {
+        self.submit(name, arguments, false)
+    }
+
+    /// Issues command `name` out of band (`exec-oob`): it is sent at once,
+    /// past the window and the queue, and the server may answer it before
+    /// earlier commands. Needs OOB to have been negotiated.
+    pub fn execute_oob<A: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        arguments: &A,
+    ) -> Result<RequestId, SendError> {
+        self.submit(name, arguments, true)
+    }
+
+    /// Gives up on request `id`: its reply will be dropped rather than given
+    /// out. A command still queued is never sent; one already sent keeps its
+    /// place in the window until its reply arrives. Returns whether `id` was
+    /// pending.
+    pub fn forget(&mut self, id: RequestId) -> bool {
+        let Some(request) = self.requests.get_mut(&id.0) else {
+            return false;
+        };
+        if request.forgotten {
+            return false;
+        }
+        if request.sent {
+            request.forgotten = true;
+        } else {
+            self.requests.remove(&id.0);
+            self.queue.retain(|(queued, _)| *queued != id.0);
+        }
+        true
+    }
+
+    /// Ends the connection from this side: queued commands are dropped and
+    /// [`ClientOutput::End`] with [`End::Local`] is given out.
+    pub fn close(&mut self) {
+        self.end(End::Local);
+    }
+
+    // ----- outputs ---------------------------------------------------------
+
+    /// The next output, or `None` when everything received has been handled.
+    pub fn poll_output(&mut self) -> Option<ClientOutput> {
+        loop {
+            if let Some(output) = self.outputs.pop_front() {
+                return Some(output);
+            }
+            if self.phase == Phase::Ended {
+                return None;
+            }
+            let next = self
+                .framer
+                .next_frame_with(&mut |line: &[u8]| parse_server_message(line).ok());
+            match next {
+                Some(Ok((Some(spans), frame))) => self.handle(spans.attach(&frame)),
+                Some(Ok((None, frame))) => match parse_server_message(&frame) {
+                    Ok(spans) => self.handle(spans.attach(&frame)),
+                    Err(ServerParseError::Json(e)) => {
+                        self.end(End::Protocol(ProtocolError::InvalidJson {
+                            detail: e.to_string(),
+                        }))
+                    }
+                    Err(ServerParseError::Unrecognized) => {
+                        self.end(End::Protocol(ProtocolError::UnexpectedMessage {
+                            detail: "an object that is neither greeting, reply nor event"
+                                .to_string(),
+                        }))
+                    }
+                },
+                Some(Err(FrameError::TooLarge { limit })) => {
+                    self.end(End::Protocol(ProtocolError::MessageTooLarge { limit }))
+                }
+                Some(Err(FrameError::Truncated { buffered })) => {
+                    self.end(End::Protocol(ProtocolError::Truncated { buffered }))
+                }
+                None if self.eof => match self.framer.finish() {
+                    Ok(()) => self.end(End::PeerClosed),
+                    Err(FrameError::Truncated { buffered }) => {
+                        self.end(End::Protocol(ProtocolError::Truncated { buffered }))
+                    }
+                    Err(FrameError::TooLarge { limit }) => {
+                        self.end(End::Protocol(ProtocolError::MessageTooLarge { limit }))
+                    }
+                },
+                None => return None,
+            }
+        }
+    }
+
+    /// Bytes to write to the server, if any. Write them all, in order, before
+    /// the next call's.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if self.transmit.is_empty() {
+            None
+        } else {
+            Some(self.transmit.split().freeze())
+        }
+    }
+
+    // ----- internals -------------------------------------------------------
+
+    fn submit<A: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        arguments: &A,
+        oob: bool,
+    ) -> Result<RequestId, SendError> {
+        if self.phase == Phase::Ended || self.eof {
+            return Err(SendError::Closed);
+        }
+        let sendable_now = self.phase == Phase::Ready;
+        if oob {
+            if !sendable_now {
+                return Err(SendError::NotReady);
+            }
+            if !self.oob_enabled {
+                return Err(SendError::OobNotNegotiated);
+            }
+        }
+        let goes_to_wire = oob || (sendable_now && self.in_flight < self.config.max_in_flight);
+        if !goes_to_wire && self.queue.len() >= self.config.max_queued {
+            return Err(SendError::QueueFull {
+                limit: self.config.max_queued,
+            });
+        }
+        let arguments = encode_arguments(arguments)?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let message = encode_command(name, arguments.as_deref(), id, oob);
+        self.requests.insert(
+            id,
+            Request {
+                oob,
+                sent: goes_to_wire,
+                forgotten: false,
+            },
+        );
+        if goes_to_wire {
+            if !oob {
+                self.in_flight += 1;
+            }
+            self.transmit.extend_from_slice(&message);
+        } else {
+            self.queue.push_back((id, Bytes::from(message)));
+        }
+        Ok(RequestId(id))
+    }
+
+    /// Sends queued commands while the window has room.
+    fn flush_queue(&mut self) {
+        while self.phase == Phase::Ready && self.in_flight < self.config.max_in_flight {
+            let Some((id, message)) = self.queue.pop_front() else {
+                break;
+            };
+            if let Some(request) = self.requests.get_mut(&id) {
+                request.sent = true;
+                self.in_flight += 1;
+                self.transmit.extend_from_slice(&message);
+            }
+        }
+    }
+
+    fn handle(&mut self, message: ServerMessage) {
+        match (self.phase, message) {
+            (Phase::AwaitingGreeting, ServerMessage::Greeting(greeting)) => {
+                self.negotiate(&greeting);
+                self.greeting = Some(greeting.clone());
+                self.outputs.push_back(ClientOutput::Greeting(greeting));
+            }
+            (Phase::AwaitingGreeting, _) => self.end(End::Protocol(ProtocolError::BadGreeting {
+                detail: "the first message is not a greeting".to_string(),
+            })),
+            (_, ServerMessage::Greeting(_)) => {
+                self.end(End::Protocol(ProtocolError::UnexpectedMessage {
+                    detail: "a second greeting".to_string(),
+                }))
+            }
+            (_, ServerMessage::Event(event)) => self.outputs.push_back(ClientOutput::Event(event)),
+            (
+                Phase::Negotiating { id },
+                ServerMessage::Reply {
+                    id: Some(got),
+                    result,
+                },
+            ) if got.as_u64() == Some(id) => match result {
+                Ok(_) => {
+                    self.phase = Phase::Ready;
+                    self.outputs.push_back(ClientOutput::Ready {
+                        oob: self.oob_enabled,
+                    });
+                    self.flush_queue();
+                }
+                Err(e) => self.end(End::Protocol(ProtocolError::NegotiationFailed(e))),
+            },
+            (_, ServerMessage::Reply { id, result }) => self.handle_reply(id, result),
+        }
+    }
+
+    fn handle_reply(&mut self, id: Option<RawJson>, result: Result<RawJson, QmpError>) {
+        let Some(id) = id else {
+            match result {
+                Err(error) => self
+                    .outputs
+                    .push_back(ClientOutput::UnattributedError(error)),
+                Ok(_) => self.unknown_replies += 1,
+            }
+            return;
+        };
+        let Some((id, request)) = id
+            .as_u64()
+            .and_then(|id| Some((id, self.requests.remove(&id)?)))
+        else {
+            self.unknown_replies += 1;
+            return;
+        };
+        if !request.sent {
+            // An answer to a command we have not sent yet: the server
+            // cannot know its id, so this is a stray reply. Keep the command.
+            self.requests.insert(id, request);
+            self.unknown_replies += 1;
+            return;
+        }
+        if !request.oob {
+            self.in_flight -= 1;
+        }
+        if request.forgotten {
+            self.late_replies += 1;
+        } else {
+            self.outputs.push_back(ClientOutput::Reply(Reply {
+                id: RequestId(id),
+                result,
+            }));
+        }
+        self.flush_queue();
+    }
+
+    fn negotiate(&mut self, greeting: &Greeting) {
+        self.oob_enabled = self.config.want_oob && greeting.offers(&Capability::Oob);
+        let id = self.next_id;
+        self.next_id += 1;
+        let arguments: Option<&[u8]> = if self.oob_enabled {
+            Some(br#"{"enable":["oob"]}"#)
+        } else {
+            None
+        };
+        let message = encode_command("qmp_capabilities", arguments, id, false);
+        self.transmit.extend_from_slice(&message);
+        self.phase = Phase::Negotiating { id };
+    }
+
+    fn end(&mut self, end: End) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        self.phase = Phase::Ended;
+        self.queue.clear();
+        self.requests.clear();
+        self.in_flight = 0;
+        // Bytes buffered after the end are never looked at.
+        let _ = self.framer.finish();
+        self.outputs.push_back(ClientOutput::End(end));
+    }
+}
+
+/// Serializes command arguments: `None` for `null`, the object text
+/// otherwise.
+fn encode_arguments<A: Serialize + ?Sized>(arguments: &A) -> Result<Option<Vec<u8>>, SendError> {
+    let text = serde_json::to_vec(arguments).map_err(SendError::Serialize)?;
+    match text.first() {
+        Some(b'{') => Ok(Some(text)),
+        _ if text == b"null" => Ok(None),
+        _ => Err(SendError::ArgumentsNotObject),
+    }
+}
+
+/// `{"execute": NAME, "arguments": ARGS, "id": ID}` and a newline.
+pub(crate) fn encode_command(name: &str, arguments: Option<&[u8]>, id: u64, oob: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + name.len() + arguments.map_or(0, <[u8]>::len));
+    out.extend_from_slice(if oob {
+        b"{\"exec-oob\": "
+    } else {
+        b"{\"execute\": "
+    });
+    push_str_literal(&mut out, name);
+    if let Some(arguments) = arguments {
+        out.extend_from_slice(b", \"arguments\": ");
+        out.extend_from_slice(arguments);
+    }
+    out.extend_from_slice(b", \"id\": ");
+    out.extend_from_slice(alloc::format!("{id}").as_bytes());
+    out.extend_from_slice(b"}\n");
+    out
+}

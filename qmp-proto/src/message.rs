@@ -1,0 +1,551 @@
+//! The values QMP exchanges: greeting, replies, events and errors.
+
+use crate::json::{attach, range_in, RawJson, Span};
+use alloc::borrow::Cow;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use bytes::Bytes;
+use core::fmt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+
+/// The version triple inside [`Version`].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, Serialize,
+)]
+pub struct VersionTriple {
+    /// Major version, e.g. 10.
+    pub major: u64,
+    /// Minor version, e.g. 0.
+    pub minor: u64,
+    /// Micro version, e.g. 2.
+    pub micro: u64,
+}
+
+/// The QEMU version announced in the greeting (and returned by `query-version`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub struct Version {
+    /// The numeric version.
+    pub qemu: VersionTriple,
+    /// The distribution's package string, e.g. `"Debian 1:10.0.2+ds-2"`.
+    #[serde(default)]
+    pub package: String,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let VersionTriple {
+            major,
+            minor,
+            micro,
+        } = self.qemu;
+        write!(f, "{major}.{minor}.{micro}")?;
+        if !self.package.is_empty() {
+            write!(f, " ({})", self.package)?;
+        }
+        Ok(())
+    }
+}
+
+/// A QMP capability, as offered in the greeting or enabled by
+/// `qmp_capabilities`. Unknown capabilities of newer QEMUs are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Capability {
+    /// Out-of-band execution (`exec-oob`).
+    Oob,
+    /// A capability this crate does not know.
+    Other(String),
+}
+
+impl Capability {
+    /// The wire name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Capability::Oob => "oob",
+            Capability::Other(name) => name,
+        }
+    }
+
+    fn from_name(name: &str) -> Self {
+        match name {
+            "oob" => Capability::Oob,
+            other => Capability::Other(other.to_string()),
+        }
+    }
+}
+
+impl Serialize for Capability {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Capability {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = Cow::<str>::deserialize(d)?;
+        Ok(Capability::from_name(&name))
+    }
+}
+
+/// The greeting QEMU sends when a client connects.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Greeting {
+    /// The server's version.
+    pub version: Version,
+    /// The capabilities the server offers.
+    pub capabilities: Vec<Capability>,
+}
+
+impl Greeting {
+    /// Whether the server offers `capability`.
+    pub fn offers(&self, capability: &Capability) -> bool {
+        self.capabilities.contains(capability)
+    }
+}
+
+/// When an event happened, by the server's clock.
+///
+/// Signed: QEMU sends `-1` for both fields when it could not read the clock.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, Serialize,
+)]
+pub struct Timestamp {
+    /// Seconds since the Unix epoch.
+    pub seconds: i64,
+    /// Microseconds within the second.
+    pub microseconds: i64,
+}
+
+/// An asynchronous event from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The event's name, e.g. `"STOP"` or `"JOB_STATUS_CHANGE"`.
+    pub name: String,
+    /// Its `data` member as received; `None` when the event has none.
+    pub data: Option<RawJson>,
+    /// When the server says it happened.
+    pub timestamp: Timestamp,
+}
+
+impl Event {
+    /// Decodes the event's data into `T`. An event without data decodes as
+    /// the empty object, so types whose fields are all optional still work.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        match &self.data {
+            Some(data) => data.decode(),
+            None => serde_json::from_slice(b"{}"),
+        }
+    }
+}
+
+/// The class of a QMP error reply.
+///
+/// The QMP specification names five classes; QEMU adds none today, but a
+/// newer one would be kept in [`ErrorClass::Other`] rather than refused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// Any error without a more specific class (most errors).
+    GenericError,
+    /// The command does not exist (or negotiation has not been done).
+    CommandNotFound,
+    /// A device exists but is not active.
+    DeviceNotActive,
+    /// The named device does not exist.
+    DeviceNotFound,
+    /// KVM lacks a required capability.
+    KvmMissingCap,
+    /// A class this crate does not know.
+    Other(String),
+}
+
+impl ErrorClass {
+    /// The wire name, e.g. `"DeviceNotFound"`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorClass::GenericError => "GenericError",
+            ErrorClass::CommandNotFound => "CommandNotFound",
+            ErrorClass::DeviceNotActive => "DeviceNotActive",
+            ErrorClass::DeviceNotFound => "DeviceNotFound",
+            ErrorClass::KvmMissingCap => "KVMMissingCap",
+            ErrorClass::Other(name) => name,
+        }
+    }
+
+    /// The class named `name`.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "GenericError" => ErrorClass::GenericError,
+            "CommandNotFound" => ErrorClass::CommandNotFound,
+            "DeviceNotActive" => ErrorClass::DeviceNotActive,
+            "DeviceNotFound" => ErrorClass::DeviceNotFound,
+            "KVMMissingCap" => ErrorClass::KvmMissingCap,
+            other => ErrorClass::Other(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorClass {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorClass {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = Cow::<str>::deserialize(d)?;
+        Ok(ErrorClass::from_name(&name))
+    }
+}
+
+/// An error reply from the server: an ordinary result of a command, not a
+/// failure of the connection.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct QmpError {
+    /// The error's class.
+    pub class: ErrorClass,
+    /// QEMU's human-readable description.
+    pub desc: String,
+}
+
+impl QmpError {
+    /// An error of `class` described by `desc`.
+    pub fn new(class: ErrorClass, desc: impl Into<String>) -> Self {
+        QmpError {
+            class,
+            desc: desc.into(),
+        }
+    }
+
+    /// A `GenericError` described by `desc`.
+    pub fn generic(desc: impl Into<String>) -> Self {
+        QmpError::new(ErrorClass::GenericError, desc)
+    }
+}
+
+impl fmt::Display for QmpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.desc)
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for QmpError {}
+
+// ---------------------------------------------------------------------------
+// Server to client: one parse of the frame, payloads located as spans.
+
+/// Deserializes a member that is present (even as `null`) to `Some`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+struct ServerWire<'a> {
+    #[serde(rename = "QMP", borrow, default, deserialize_with = "present")]
+    greeting: Option<&'a RawValue>,
+    #[serde(rename = "return", borrow, default, deserialize_with = "present")]
+    ret: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<QmpError>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    data: Option<&'a RawValue>,
+    #[serde(default)]
+    timestamp: Option<Timestamp>,
+}
+
+/// A server message parsed from a slice, payloads as spans of that slice.
+#[derive(Debug)]
+pub(crate) enum ServerMessageSpans {
+    Greeting(Greeting),
+    Reply {
+        id: Option<Span>,
+        result: Result<Span, QmpError>,
+    },
+    Event {
+        name: String,
+        data: Option<Span>,
+        timestamp: Timestamp,
+    },
+}
+
+/// A message from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ServerMessage {
+    Greeting(Greeting),
+    Reply {
+        id: Option<RawJson>,
+        result: Result<RawJson, QmpError>,
+    },
+    Event(Event),
+}
+
+/// Why a server message could not be classified.
+#[derive(Debug)]
+pub(crate) enum ServerParseError {
+    /// Not valid JSON, or not an object, or members of the wrong type.
+    Json(serde_json::Error),
+    /// A JSON object that is none of greeting, reply or event.
+    Unrecognized,
+}
+
+pub(crate) fn parse_server_message(slice: &[u8]) -> Result<ServerMessageSpans, ServerParseError> {
+    let wire: ServerWire<'_> = serde_json::from_slice(slice).map_err(ServerParseError::Json)?;
+    let span = |raw: &RawValue| range_in(slice, raw.get());
+    if let Some(name) = wire.event {
+        return Ok(ServerMessageSpans::Event {
+            name: name.into_owned(),
+            data: wire.data.map(span),
+            timestamp: wire.timestamp.unwrap_or_default(),
+        });
+    }
+    let id = wire.id.map(span);
+    if let Some(error) = wire.error {
+        return Ok(ServerMessageSpans::Reply {
+            id,
+            result: Err(error),
+        });
+    }
+    if let Some(ret) = wire.ret {
+        return Ok(ServerMessageSpans::Reply {
+            id,
+            result: Ok(span(ret)),
+        });
+    }
+    if let Some(greeting) = wire.greeting {
+        let greeting = serde_json::from_str(greeting.get()).map_err(ServerParseError::Json)?;
+        return Ok(ServerMessageSpans::Greeting(greeting));
+    }
+    Err(ServerParseError::Unrecognized)
+}
+
+impl ServerMessageSpans {
+    pub(crate) fn attach(self, frame: &Bytes) -> ServerMessage {
+        match self {
+            ServerMessageSpans::Greeting(g) => ServerMessage::Greeting(g),
+            ServerMessageSpans::Reply { id, result } => ServerMessage::Reply {
+                id: id.map(|s| attach(frame, &s)),
+                result: result.map(|s| attach(frame, &s)),
+            },
+            ServerMessageSpans::Event {
+                name,
+                data,
+                timestamp,
+            } => ServerMessage::Event(Event {
+                name,
+                data: data.map(|s| attach(frame, &s)),
+                timestamp,
+            }),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Client to server: QEMU's checks, in QEMU's words.
+
+/// A command received by the [`Server`](crate::Server) role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// The command's name, e.g. `"query-status"`.
+    pub name: String,
+    /// Its `arguments` object, if it had one.
+    pub arguments: Option<RawJson>,
+    /// The id the client chose (any JSON value), to be echoed in the reply.
+    pub id: Option<RawJson>,
+    /// Sent with `exec-oob` rather than `execute`.
+    pub oob: bool,
+}
+
+impl Command {
+    /// Decodes the arguments into `T`; a command without arguments decodes
+    /// as the empty object.
+    pub fn decode_arguments<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        match &self.arguments {
+            Some(args) => args.decode(),
+            None => serde_json::from_slice(b"{}"),
+        }
+    }
+}
+
+/// Parses one frame of client input, as QEMU's dispatcher checks it.
+/// Errors carry the id when the input had a usable one, as QEMU's do.
+pub(crate) fn parse_client_message(
+    frame: &Bytes,
+    oob_enabled: bool,
+) -> Result<Command, (Option<RawJson>, QmpError)> {
+    use alloc::collections::BTreeMap;
+    let members: BTreeMap<Cow<'_, str>, &RawValue> = match serde_json::from_slice(frame) {
+        Ok(members) => members,
+        Err(err) => {
+            // A well-formed value of the wrong type is QEMU's "must be a JSON
+            // object"; anything else is a parse error.
+            let well_formed = serde_json::from_slice::<serde::de::IgnoredAny>(frame).is_ok();
+            let desc = if well_formed {
+                "QMP input must be a JSON object".to_string()
+            } else {
+                alloc::format!("JSON parse error, {err}")
+            };
+            return Err((None, QmpError::generic(desc)));
+        }
+    };
+    let span = |raw: &RawValue| attach(frame, &range_in(frame, raw.get()));
+    let id = members.get("id").map(|raw| span(raw));
+    let fail = |desc: String| Err((id.clone(), QmpError::generic(desc)));
+    let mut exec_key: Option<&str> = None;
+    let mut name = String::new();
+    let mut arguments = None;
+    for (key, value) in &members {
+        let text = value.get();
+        match key.as_ref() {
+            "execute" | "exec-oob" if key == "execute" || oob_enabled => {
+                let Ok(command) = serde_json::from_str::<String>(text) else {
+                    return fail(alloc::format!("QMP input member '{key}' must be a string"));
+                };
+                if let Some(previous) = exec_key {
+                    return fail(alloc::format!(
+                        "QMP input member '{key}' clashes with '{previous}'"
+                    ));
+                }
+                exec_key = Some(if key == "execute" {
+                    "execute"
+                } else {
+                    "exec-oob"
+                });
+                name = command;
+            }
+            "arguments" => {
+                if !text.starts_with('{') {
+                    return fail("QMP input member 'arguments' must be an object".to_string());
+                }
+                arguments = Some(span(value));
+            }
+            "id" => {}
+            other => return fail(alloc::format!("QMP input member '{other}' is unexpected")),
+        }
+    }
+    let Some(exec_key) = exec_key else {
+        return fail("QMP input lacks member 'execute'".to_string());
+    };
+    Ok(Command {
+        name,
+        arguments,
+        id,
+        oob: exec_key == "exec-oob",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(text: &str) -> ServerMessage {
+        let frame = Bytes::copy_from_slice(text.as_bytes());
+        parse_server_message(&frame).unwrap().attach(&frame)
+    }
+
+    #[test]
+    fn reply_payload_is_a_slice_of_the_frame() {
+        let msg = server(r#"{"return": {"a": [1, 2]}, "id": 7}"#);
+        let ServerMessage::Reply { id, result } = msg else {
+            panic!("not a reply")
+        };
+        assert_eq!(id.unwrap().as_u64(), Some(7));
+        assert_eq!(result.unwrap().as_str(), r#"{"a": [1, 2]}"#);
+    }
+
+    #[test]
+    fn return_null_is_a_reply() {
+        let msg = server(r#"{"return": null, "id": 1}"#);
+        assert!(
+            matches!(msg, ServerMessage::Reply { result: Ok(ref r), .. } if r.as_str() == "null")
+        );
+    }
+
+    #[test]
+    fn event_with_negative_timestamp_and_unknown_keys() {
+        let msg = server(
+            r#"{"event": "NEW_THING", "timestamp": {"seconds": -1, "microseconds": -1}, "extra": 1}"#,
+        );
+        let ServerMessage::Event(event) = msg else {
+            panic!("not an event")
+        };
+        assert_eq!(event.name, "NEW_THING");
+        assert_eq!(event.timestamp.seconds, -1);
+        assert!(event.data.is_none());
+    }
+
+    #[test]
+    fn unknown_error_class_is_kept() {
+        let msg = server(r#"{"error": {"class": "FutureClass", "desc": "x"}}"#);
+        let ServerMessage::Reply {
+            id: None,
+            result: Err(e),
+        } = msg
+        else {
+            panic!("not an id-less error")
+        };
+        assert_eq!(e.class, ErrorClass::Other("FutureClass".into()));
+    }
+
+    #[test]
+    fn object_without_known_members_is_unrecognized() {
+        assert!(matches!(
+            parse_server_message(br#"{"id": 3}"#),
+            Err(ServerParseError::Unrecognized)
+        ));
+        assert!(matches!(
+            parse_server_message(b"[1]"),
+            Err(ServerParseError::Json(_))
+        ));
+    }
+
+    fn client(text: &str, oob: bool) -> Result<Command, (Option<RawJson>, QmpError)> {
+        parse_client_message(&Bytes::copy_from_slice(text.as_bytes()), oob)
+    }
+
+    #[test]
+    fn client_input_checks_use_qemus_words() {
+        let desc = |text, oob| client(text, oob).unwrap_err().1.desc;
+        assert_eq!(desc("[1, 2]", false), "QMP input must be a JSON object");
+        assert!(desc(r#"{"execute": bad json}"#, false).starts_with("JSON parse error, "));
+        assert_eq!(
+            desc(r#"{"execute": 1, "id": 2}"#, false),
+            "QMP input member 'execute' must be a string"
+        );
+        assert_eq!(
+            desc(r#"{"exec-oob": "x"}"#, false),
+            "QMP input member 'exec-oob' is unexpected"
+        );
+        assert_eq!(
+            desc(r#"{"execute": "x", "exec-oob": "y"}"#, true),
+            "QMP input member 'execute' clashes with 'exec-oob'"
+        );
+        assert_eq!(
+            desc(r#"{"id": 1}"#, false),
+            "QMP input lacks member 'execute'"
+        );
+        assert_eq!(
+            desc(r#"{"execute": "x", "arguments": []}"#, false),
+            "QMP input member 'arguments' must be an object"
+        );
+    }
+
+    #[test]
+    fn client_command_keeps_id_verbatim() {
+        let cmd = client(r#"{"execute": "cont", "id": {"nested": [5]}}"#, false).unwrap();
+        assert_eq!(cmd.name, "cont");
+        assert_eq!(cmd.id.unwrap().as_str(), r#"{"nested": [5]}"#);
+        let err = client(r#"{"id": "x", "bogus": 1}"#, false).unwrap_err();
+        assert_eq!(err.0.unwrap().as_str(), r#""x""#);
+    }
+}

@@ -1,0 +1,2 @@
+//! Placeholder: the adapter lands with its own issue.
+#![forbid(unsafe_code)]
