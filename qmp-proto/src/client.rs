@@ -322,6 +322,12 @@ impl Client {
         self.end(End::Local);
     }
 
+    /// Ends the connection because the transport failed (a read or write
+    /// error), with the adapter's description of it.
+    pub fn fail_transport(&mut self, detail: impl Into<alloc::string::String>) {
+        self.end(End::Transport(detail.into()));
+    }
+
     // ----- outputs ---------------------------------------------------------
 
     /// The next output, or `None` when everything received has been handled.

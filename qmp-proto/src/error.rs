@@ -136,6 +136,9 @@ pub enum End {
     Protocol(ProtocolError),
     /// [`close`](crate::Client::close) was called.
     Local,
+    /// Reading from or writing to the transport failed (the adapter says
+    /// how).
+    Transport(String),
 }
 
 impl fmt::Display for End {
@@ -144,6 +147,7 @@ impl fmt::Display for End {
             End::PeerClosed => f.write_str("the peer closed the connection"),
             End::Protocol(e) => e.fmt(f),
             End::Local => f.write_str("the connection was closed locally"),
+            End::Transport(detail) => write!(f, "transport error: {detail}"),
         }
     }
 }

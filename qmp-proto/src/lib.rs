@@ -113,7 +113,8 @@
 //!
 //! # Features
 //!
-//! - `std` (default): `std::error::Error` impls. Without it the crate is
+//! - `std` (default): `std::error::Error` impls, and [`Error`], the error
+//!   of a connection over a real transport that the adapters return. Without it the crate is
 //!   `no_std` with `alloc`.
 
 #![no_std]
@@ -125,17 +126,25 @@ extern crate alloc;
 extern crate std;
 
 mod client;
+#[cfg(feature = "std")]
+mod connection_error;
 mod error;
 pub mod framing;
 mod json;
 mod message;
+mod options;
+pub mod router;
 mod server;
 
 pub use client::{Client, ClientConfig, ClientOutput, Reply, RequestId};
+#[cfg(feature = "std")]
+pub use connection_error::Error;
 pub use error::{End, ProtocolError, SendError};
 pub use framing::DEFAULT_MAX_MESSAGE_SIZE;
 pub use json::RawJson;
 pub use message::{
     Capability, Command, ErrorClass, Event, Greeting, QmpError, Timestamp, Version, VersionTriple,
 };
+pub use options::ConnectOptions;
+pub use router::{Cursor, EventFilter, Failure, Notice, Router, RouterConfig, Sequenced};
 pub use server::{Server, ServerConfig, ServerOutput};

@@ -1,2 +1,46 @@
-//! Placeholder: the adapter lands with its own issue.
+//! A QEMU Machine Protocol (QMP) client for tokio, over Unix and TCP sockets.
+//!
+//! All protocol logic lives in [`qmp_proto`]; this crate moves bytes between
+//! a socket and its state machine, and turns its outputs into futures and
+//! streams. One task reads the socket and one writes it; callers never touch
+//! the socket, so dropping a call's future at any point corrupts nothing.
+//!
+//! ```no_run
+//! use qmp_tokio::{ConnectOptions, EventFilter, Qmp};
+//! use std::time::Duration;
+//!
+//! # async fn run() -> Result<(), qmp_tokio::Error> {
+//! let qmp = Qmp::connect_unix("/tmp/qmp.sock", ConnectOptions::default()).await?;
+//! println!("QEMU {}", qmp.greeting().version);
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Status { status: String }
+//! let status: Status = qmp.execute_as("query-status", &()).await?;
+//! println!("status: {}", status.status);
+//!
+//! // Race-free: the cursor is taken before the command that causes the event.
+//! let cursor = qmp.cursor();
+//! qmp.execute_raw("stop", &()).await?;
+//! let stop = qmp.wait_for_event(cursor, EventFilter::name("STOP"), Duration::from_secs(5)).await?;
+//! println!("stopped at {:?}", stop.event.timestamp);
+//! # Ok(()) }
+//! ```
+//!
+//! Errors are [`Error`]: the QMP error reply (with its class), the
+//! connection's end with its cause, a timeout, a local rejection.
+//! [`Error::is_socket_not_available`] and [`Error::is_socket_closed`] tell a
+//! socket nobody serves from a connection that ended.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod connection;
+mod shared;
+mod subscription;
+mod transport;
+
+pub use connection::Qmp;
+pub use qmp_proto::{
+    ClientConfig, ConnectOptions, Cursor, End, Error, ErrorClass, Event, EventFilter, Greeting,
+    Notice, QmpError, RawJson, Sequenced, Timestamp,
+};
+pub use subscription::Subscription;

@@ -1,0 +1,75 @@
+//! Settings of a connection driven by an adapter (`qmp-tokio`, `qmp-smol`).
+
+use crate::client::ClientConfig;
+use crate::router::RouterConfig;
+use core::time::Duration;
+
+/// How an adapter connects and what it keeps. The same for every runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// The protocol settings: OOB wanted or not, in-flight window, queue
+    /// bound, maximum message size.
+    pub client: ClientConfig,
+    /// The event history kept for cursor waits.
+    pub router: RouterConfig,
+    /// One deadline for dialing, reading the greeting and negotiating.
+    /// Default: 10 s.
+    pub connect_timeout: Duration,
+    /// A deadline for every command, unless the call gives its own.
+    /// Default: none.
+    pub call_timeout: Option<Duration>,
+    /// How many events a subscriber may have unread before it lags.
+    /// Default: 256.
+    pub subscriber_capacity: usize,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            client: ClientConfig::default(),
+            router: RouterConfig::default(),
+            connect_timeout: Duration::from_secs(10),
+            call_timeout: None,
+            subscriber_capacity: 256,
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// Sets [`client`](Self::client).
+    pub fn client(mut self, client: ClientConfig) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// Enables out-of-band execution when the server offers it.
+    pub fn want_oob(mut self, want: bool) -> Self {
+        self.client.want_oob = want;
+        self
+    }
+
+    /// Sets the event history length.
+    pub fn history(mut self, events: usize) -> Self {
+        self.router.history = events;
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`call_timeout`](Self::call_timeout).
+    pub fn call_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// Sets [`subscriber_capacity`](Self::subscriber_capacity) (at least 1).
+    pub fn subscriber_capacity(mut self, events: usize) -> Self {
+        self.subscriber_capacity = events.max(1);
+        self
+    }
+}

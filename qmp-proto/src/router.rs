@@ -1,0 +1,586 @@
+//! Routing a [`Client`]'s outputs to the callers that wait for them.
+//!
+//! The adapters (`qmp-tokio`, `qmp-smol`) share everything here and add only
+//! their runtime's channels, sockets and timers. A [`Router`] owns the client
+//! machine and:
+//!
+//! - hands each reply to the waiter of its command, and forgets the command
+//!   when its waiter goes away;
+//! - keeps a bounded history of events with sequence numbers, so a caller
+//!   can take a [`Cursor`], run a command, and then wait for an event that
+//!   may already have arrived, with no race;
+//! - offers each event to every matching subscriber through a bounded queue:
+//!   a subscriber that does not keep up is told how many events it missed,
+//!   and never slows replies or grows memory;
+//! - fails every waiter and ends every subscription with the cause when the
+//!   connection ends.
+//!
+//! The runtime-specific parts come in through [`Delivery`].
+
+use crate::client::{Client, ClientOutput, RequestId};
+use crate::error::{End, SendError};
+use crate::json::RawJson;
+use crate::message::{Event, QmpError};
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use serde::Serialize;
+
+/// A position in the event stream: "events from here on".
+///
+/// Take one with [`Router::cursor`] *before* running the command whose
+/// event you will wait for; the wait then sees the event even if it arrived
+/// before the wait began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cursor(pub(crate) u64);
+
+impl Cursor {
+    /// The sequence number of the first event this cursor covers.
+    pub fn sequence(self) -> u64 {
+        self.0
+    }
+}
+
+/// An event with its sequence number on this connection (1, 2, 3, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequenced {
+    /// The event's sequence number.
+    pub sequence: u64,
+    /// The event.
+    pub event: Event,
+}
+
+impl Sequenced {
+    /// A cursor for the events after this one.
+    pub fn next_cursor(&self) -> Cursor {
+        Cursor(self.sequence + 1)
+    }
+}
+
+/// Which events a subscription or a wait is for.
+pub struct EventFilter {
+    names: Option<Vec<String>>,
+    predicate: Option<Box<dyn Fn(&Event) -> bool + Send + Sync>>,
+}
+
+impl EventFilter {
+    /// Every event.
+    pub fn all() -> Self {
+        EventFilter {
+            names: None,
+            predicate: None,
+        }
+    }
+
+    /// Events with this name.
+    pub fn name(name: impl Into<String>) -> Self {
+        Self::all().or_name(name)
+    }
+
+    /// Also accept events named `name` (names are alternatives).
+    pub fn or_name(mut self, name: impl Into<String>) -> Self {
+        self.names.get_or_insert_with(Vec::new).push(name.into());
+        self
+    }
+
+    /// Only events for which `predicate` is true (on top of the names).
+    pub fn matching(mut self, predicate: impl Fn(&Event) -> bool + Send + Sync + 'static) -> Self {
+        self.predicate = Some(Box::new(predicate));
+        self
+    }
+
+    /// Whether `event` passes the filter.
+    pub fn matches(&self, event: &Event) -> bool {
+        let name_ok = self
+            .names
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| *n == event.name));
+        name_ok && self.predicate.as_ref().is_none_or(|p| p(event))
+    }
+}
+
+impl fmt::Debug for EventFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventFilter")
+            .field("names", &self.names)
+            .field("predicate", &self.predicate.is_some())
+            .finish()
+    }
+}
+
+/// What a subscriber receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The next matching event.
+    Event(Sequenced),
+    /// The subscriber's queue was full: this many matching events were
+    /// dropped for it before the next one it receives.
+    Lagged(u64),
+}
+
+/// How a subscriber's queue took a [`Notice`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Queued.
+    Accepted,
+    /// The queue is full; the notice was not queued.
+    Full,
+    /// The subscriber has gone away; forget it.
+    Gone,
+}
+
+/// Why a call or a wait failed without a reply from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The server answered with an error.
+    Qmp(QmpError),
+    /// The command was not accepted locally.
+    Rejected(SendErrorKind),
+    /// The connection ended before the answer came.
+    Ended(End),
+    /// The wait's cursor is older than the event history: matching events
+    /// may have been dropped from it.
+    HistoryOverrun {
+        /// The oldest sequence number still in the history.
+        oldest_kept: u64,
+    },
+}
+
+/// [`SendError`] without its serde payload, so failures can be cloned to
+/// every waiter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendErrorKind {
+    /// See [`SendError::Closed`].
+    Closed,
+    /// See [`SendError::NotReady`].
+    NotReady,
+    /// See [`SendError::OobNotNegotiated`].
+    OobNotNegotiated,
+    /// See [`SendError::QueueFull`].
+    QueueFull {
+        /// The configured queue bound.
+        limit: usize,
+    },
+    /// See [`SendError::ArgumentsNotObject`].
+    ArgumentsNotObject,
+    /// See [`SendError::Serialize`]; the text of serde_json's error.
+    Serialize(String),
+}
+
+impl From<SendError> for SendErrorKind {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Closed => SendErrorKind::Closed,
+            SendError::NotReady => SendErrorKind::NotReady,
+            SendError::OobNotNegotiated => SendErrorKind::OobNotNegotiated,
+            SendError::QueueFull { limit } => SendErrorKind::QueueFull { limit },
+            SendError::ArgumentsNotObject => SendErrorKind::ArgumentsNotObject,
+            SendError::Serialize(e) => SendErrorKind::Serialize(alloc::format!("{e}")),
+        }
+    }
+}
+
+impl fmt::Display for SendErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendErrorKind::Closed => SendError::Closed.fmt(f),
+            SendErrorKind::NotReady => SendError::NotReady.fmt(f),
+            SendErrorKind::OobNotNegotiated => SendError::OobNotNegotiated.fmt(f),
+            SendErrorKind::QueueFull { limit } => SendError::QueueFull { limit: *limit }.fmt(f),
+            SendErrorKind::ArgumentsNotObject => SendError::ArgumentsNotObject.fmt(f),
+            SendErrorKind::Serialize(text) => {
+                write!(f, "command arguments could not be serialized: {text}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Qmp(e) => write!(f, "QMP error: {e}"),
+            Failure::Rejected(e) => e.fmt(f),
+            Failure::Ended(end) => write!(f, "connection ended: {end}"),
+            Failure::HistoryOverrun { oldest_kept } => write!(
+                f,
+                "events before sequence {oldest_kept} were dropped from the history"
+            ),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Failure {}
+
+/// The runtime's side of a [`Router`]: where results go.
+pub trait Delivery {
+    /// The waiter of one command (e.g. a oneshot sender).
+    type Call;
+    /// The waiter of one event wait (e.g. a oneshot sender).
+    type Wait;
+    /// One subscriber's bounded queue (e.g. a channel sender).
+    type Subscriber;
+
+    /// Completes a command.
+    fn complete(call: Self::Call, result: Result<RawJson, Failure>);
+    /// Completes an event wait.
+    fn found(wait: Self::Wait, result: Result<Sequenced, Failure>);
+    /// Offers a notice to a subscriber without blocking.
+    fn offer(subscriber: &mut Self::Subscriber, notice: Notice) -> Offer;
+    /// Whether an event waiter has gone away (its result would be dropped).
+    fn wait_is_gone(wait: &Self::Wait) -> bool;
+}
+
+/// Settings of a [`Router`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RouterConfig {
+    /// How many recent events are kept for cursor waits. Default: 1024.
+    pub history: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig { history: 1024 }
+    }
+}
+
+impl RouterConfig {
+    /// Sets [`history`](Self::history).
+    pub fn history(mut self, events: usize) -> Self {
+        self.history = events;
+        self
+    }
+}
+
+/// A subscription's handle inside the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SubscriptionId(u64);
+
+struct Subscription<S> {
+    id: SubscriptionId,
+    filter: EventFilter,
+    sink: S,
+    lagged: u64,
+}
+
+struct EventWait<W> {
+    after: Cursor,
+    filter: EventFilter,
+    waiter: W,
+}
+
+/// What [`Router::handle_outputs`] saw, for the adapter's bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Negotiation completed during this call.
+    pub became_ready: bool,
+    /// The connection ended during this call, for this reason.
+    pub ended: Option<End>,
+}
+
+/// A [`Client`] plus the routing of its outputs; see the [module docs](self).
+pub struct Router<D: Delivery> {
+    client: Client,
+    config: RouterConfig,
+    calls: BTreeMap<RequestId, D::Call>,
+    history: VecDeque<Sequenced>,
+    next_sequence: u64,
+    subscriptions: Vec<Subscription<D::Subscriber>>,
+    next_subscription: u64,
+    waits: Vec<EventWait<D::Wait>>,
+    unattributed: VecDeque<QmpError>,
+    end: Option<End>,
+}
+
+impl<D: Delivery> fmt::Debug for Router<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("client", &self.client)
+            .field("calls", &self.calls.len())
+            .field("history", &self.history.len())
+            .field("subscriptions", &self.subscriptions.len())
+            .field("waits", &self.waits.len())
+            .field("end", &self.end)
+            .finish()
+    }
+}
+
+/// How many id-less error replies are kept for [`Router::take_unattributed`].
+const UNATTRIBUTED_KEPT: usize = 64;
+
+impl<D: Delivery> Router<D> {
+    /// Routes the outputs of `client`.
+    pub fn new(client: Client, config: RouterConfig) -> Self {
+        Router {
+            client,
+            config,
+            calls: BTreeMap::new(),
+            history: VecDeque::new(),
+            next_sequence: 1,
+            subscriptions: Vec::new(),
+            next_subscription: 0,
+            waits: Vec::new(),
+            unattributed: VecDeque::new(),
+            end: None,
+        }
+    }
+
+    /// The client machine (for its getters: greeting, counters).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn end(&self) -> Option<&End> {
+        self.end.as_ref()
+    }
+
+    /// Commands awaiting their reply.
+    pub fn pending_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Events kept in the history.
+    pub fn history_len(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Active subscriptions.
+    pub fn subscriptions(&self) -> usize {
+        self.subscriptions.len()
+    }
+
+    /// A cursor at the end of the event stream: it covers the events that
+    /// arrive from now on.
+    pub fn cursor(&self) -> Cursor {
+        Cursor(self.next_sequence)
+    }
+
+    /// The kept events at or after `cursor` that pass `filter`, oldest first,
+    /// without waiting.
+    pub fn find_events<'a>(
+        &'a self,
+        after: Cursor,
+        filter: &'a EventFilter,
+    ) -> impl Iterator<Item = &'a Sequenced> + 'a {
+        self.history
+            .iter()
+            .filter(move |s| s.sequence >= after.0 && filter.matches(&s.event))
+    }
+
+    /// Error replies without an id (answers to input the server could not
+    /// parse), oldest first; the last 64 are kept.
+    pub fn take_unattributed(&mut self) -> Vec<QmpError> {
+        self.unattributed.drain(..).collect()
+    }
+
+    /// Issues a command and registers `call` to receive its result.
+    /// Rejections are delivered to `call` at once.
+    pub fn execute<A: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        arguments: &A,
+        oob: bool,
+        call: D::Call,
+    ) -> Option<RequestId> {
+        let issued = if oob {
+            self.client.execute_oob(name, arguments)
+        } else {
+            self.client.execute(name, arguments)
+        };
+        match issued {
+            Ok(id) => {
+                self.calls.insert(id, call);
+                Some(id)
+            }
+            Err(SendError::Closed) if self.end.is_some() => {
+                let end = self.end.clone().unwrap_or(End::Local);
+                D::complete(call, Err(Failure::Ended(end)));
+                None
+            }
+            Err(e) => {
+                D::complete(call, Err(Failure::Rejected(e.into())));
+                None
+            }
+        }
+    }
+
+    /// The waiter of command `id` has gone away: its reply will be dropped
+    /// (and a command not yet sent is never sent).
+    pub fn forget(&mut self, id: RequestId) {
+        self.calls.remove(&id);
+        self.client.forget(id);
+    }
+
+    /// Waits for the first event at or after `after` that passes `filter`.
+    /// It may already be in the history; otherwise `wait` is completed when
+    /// it arrives, or fails when the connection ends.
+    pub fn wait_for_event(&mut self, after: Cursor, filter: EventFilter, wait: D::Wait) {
+        if let Some(found) = self.find_events(after, &filter).next() {
+            return D::found(wait, Ok(found.clone()));
+        }
+        let oldest_kept = self
+            .history
+            .front()
+            .map_or(self.next_sequence, |s| s.sequence);
+        if after.0 < oldest_kept {
+            return D::found(wait, Err(Failure::HistoryOverrun { oldest_kept }));
+        }
+        if let Some(end) = &self.end {
+            return D::found(wait, Err(Failure::Ended(end.clone())));
+        }
+        self.waits.push(EventWait {
+            after,
+            filter,
+            waiter: wait,
+        });
+    }
+
+    /// Starts delivering matching events to `subscriber`, from the next one
+    /// on. A subscription made after the end is dropped at once.
+    pub fn subscribe(&mut self, filter: EventFilter, subscriber: D::Subscriber) -> SubscriptionId {
+        let id = SubscriptionId(self.next_subscription);
+        self.next_subscription += 1;
+        if self.end.is_none() {
+            self.subscriptions.push(Subscription {
+                id,
+                filter,
+                sink: subscriber,
+                lagged: 0,
+            });
+        }
+        id
+    }
+
+    /// Stops a subscription (dropping its sender).
+    pub fn unsubscribe(&mut self, id: SubscriptionId) {
+        self.subscriptions.retain(|s| s.id != id);
+    }
+
+    /// Gives bytes read from the socket to the client machine.
+    pub fn receive(&mut self, bytes: &[u8]) {
+        self.client.receive(bytes);
+    }
+
+    /// Says the socket reached end of file.
+    pub fn receive_eof(&mut self) {
+        self.client.receive_eof();
+    }
+
+    /// Closes the connection from this side.
+    pub fn close(&mut self) {
+        self.client.close();
+    }
+
+    /// Ends the connection because the transport failed.
+    pub fn fail_transport(&mut self, detail: impl Into<String>) {
+        self.client.fail_transport(detail);
+    }
+
+    /// Bytes to write to the socket.
+    pub fn poll_transmit(&mut self) -> Option<bytes::Bytes> {
+        self.client.poll_transmit()
+    }
+
+    /// Drains the client's outputs and delivers each to its waiters. Call it
+    /// after every input; then write [`poll_transmit`](Self::poll_transmit).
+    pub fn handle_outputs(&mut self) -> Progress {
+        let mut progress = Progress::default();
+        while let Some(output) = self.client.poll_output() {
+            match output {
+                ClientOutput::Greeting(_) => {}
+                ClientOutput::Ready { .. } => progress.became_ready = true,
+                ClientOutput::Reply(reply) => {
+                    if let Some(call) = self.calls.remove(&reply.id) {
+                        D::complete(call, reply.result.map_err(Failure::Qmp));
+                    }
+                }
+                ClientOutput::Event(event) => self.publish(event),
+                ClientOutput::UnattributedError(error) => {
+                    if self.unattributed.len() == UNATTRIBUTED_KEPT {
+                        self.unattributed.pop_front();
+                    }
+                    self.unattributed.push_back(error);
+                }
+                ClientOutput::End(end) => {
+                    self.finish(end.clone());
+                    progress.ended = Some(end);
+                }
+            }
+        }
+        self.sweep_gone();
+        progress
+    }
+
+    fn publish(&mut self, event: Event) {
+        let sequenced = Sequenced {
+            sequence: self.next_sequence,
+            event,
+        };
+        self.next_sequence += 1;
+
+        let mut i = 0;
+        while i < self.waits.len() {
+            let wait = &self.waits[i];
+            if sequenced.sequence >= wait.after.0 && wait.filter.matches(&sequenced.event) {
+                let wait = self.waits.swap_remove(i);
+                D::found(wait.waiter, Ok(sequenced.clone()));
+            } else {
+                i += 1;
+            }
+        }
+
+        self.subscriptions.retain_mut(|sub| {
+            if !sub.filter.matches(&sequenced.event) {
+                return true;
+            }
+            if sub.lagged > 0 {
+                match D::offer(&mut sub.sink, Notice::Lagged(sub.lagged)) {
+                    Offer::Accepted => sub.lagged = 0,
+                    Offer::Full => {
+                        sub.lagged += 1;
+                        return true;
+                    }
+                    Offer::Gone => return false,
+                }
+            }
+            match D::offer(&mut sub.sink, Notice::Event(sequenced.clone())) {
+                Offer::Accepted => true,
+                Offer::Full => {
+                    sub.lagged += 1;
+                    true
+                }
+                Offer::Gone => false,
+            }
+        });
+
+        if self.config.history > 0 {
+            if self.history.len() == self.config.history {
+                self.history.pop_front();
+            }
+            self.history.push_back(sequenced);
+        }
+    }
+
+    /// Drops event waits whose callers went away.
+    fn sweep_gone(&mut self) {
+        self.waits.retain(|w| !D::wait_is_gone(&w.waiter));
+    }
+
+    fn finish(&mut self, end: End) {
+        self.end = Some(end.clone());
+        for (_, call) in core::mem::take(&mut self.calls) {
+            D::complete(call, Err(Failure::Ended(end.clone())));
+        }
+        for wait in core::mem::take(&mut self.waits) {
+            D::found(wait.waiter, Err(Failure::Ended(end.clone())));
+        }
+        // Dropping the senders ends every subscriber's stream; the cause is
+        // in `end()`.
+        self.subscriptions.clear();
+    }
+}

@@ -1,0 +1,370 @@
+//! [`Qmp`]: a connected, negotiated QMP client.
+
+use crate::shared::{Phase, Shared};
+use crate::subscription::Subscription;
+use crate::transport::{self, Reader, Writer};
+use qmp_proto::{
+    Client, ConnectOptions, Cursor, End, Error, EventFilter, Greeting, RawJson, RequestId, Router,
+    Sequenced,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::ToSocketAddrs;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// A QMP connection. Cheap to clone (`Send + Sync`): every clone talks over
+/// the same socket, and any number of tasks may run commands at once.
+///
+/// The connection closes when the last clone is dropped, or on
+/// [`close`](Qmp::close).
+#[derive(Clone)]
+pub struct Qmp {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    options: ConnectOptions,
+    greeting: Greeting,
+    can_pass_fds: bool,
+    /// Serializes commands that carry file descriptors, so each command's
+    /// descriptors reach QEMU before any other's.
+    fd_call: tokio::sync::Mutex<()>,
+    tasks: [JoinHandle<()>; 2],
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.with_router(|router| router.close());
+        self.tasks[0].abort();
+    }
+}
+
+impl std::fmt::Debug for Qmp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qmp")
+            .field("greeting", &self.inner.greeting)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Forgets a command whose caller stopped waiting (dropped or timed out).
+struct ForgetOnDrop<'a> {
+    shared: &'a Shared,
+    id: Option<RequestId>,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.shared.lock().router.forget(id);
+        }
+    }
+}
+
+impl Qmp {
+    /// Connects to the QMP socket at `path`, reads the greeting and
+    /// negotiates capabilities, all within `options.connect_timeout`.
+    ///
+    /// Cancel safety: dropping the future closes the half-made connection.
+    pub async fn connect_unix(
+        path: impl AsRef<Path>,
+        options: ConnectOptions,
+    ) -> Result<Qmp, Error> {
+        let timeout = options.connect_timeout;
+        within(timeout, async {
+            let (reader, writer) = transport::dial_unix(path.as_ref()).await?;
+            Qmp::start(reader, writer, options).await
+        })
+        .await
+    }
+
+    /// Connects to a QMP server over TCP (`-qmp tcp:HOST:PORT,server=on`).
+    /// File descriptors cannot be passed over TCP.
+    ///
+    /// Cancel safety: dropping the future closes the half-made connection.
+    pub async fn connect_tcp(
+        addr: impl ToSocketAddrs,
+        options: ConnectOptions,
+    ) -> Result<Qmp, Error> {
+        let timeout = options.connect_timeout;
+        within(timeout, async {
+            let (reader, writer) = transport::dial_tcp(addr).await?;
+            Qmp::start(reader, writer, options).await
+        })
+        .await
+    }
+
+    /// Talks QMP over an already-connected Unix stream: one end of a
+    /// socketpair, or a descriptor inherited from a parent process.
+    ///
+    /// Must be called inside a tokio runtime. Cancel safety: as
+    /// [`connect_unix`](Qmp::connect_unix).
+    pub async fn from_unix_stream(
+        stream: std::os::unix::net::UnixStream,
+        options: ConnectOptions,
+    ) -> Result<Qmp, Error> {
+        let timeout = options.connect_timeout;
+        within(timeout, async {
+            stream
+                .set_nonblocking(true)
+                .map_err(|e| Error::Connect(Arc::new(e)))?;
+            let stream = tokio::net::UnixStream::from_std(stream)
+                .map_err(|e| Error::Connect(Arc::new(e)))?;
+            let (reader, writer) = transport::split_unix(stream);
+            Qmp::start(reader, writer, options).await
+        })
+        .await
+    }
+
+    async fn start(reader: Reader, writer: Writer, options: ConnectOptions) -> Result<Qmp, Error> {
+        let router = Router::new(Client::new(options.client.clone()), options.router.clone());
+        let shared = Arc::new(Shared::new(router));
+        let can_pass_fds = writer.can_pass_fds();
+        let reading = tokio::spawn(transport::read_loop(shared.clone(), reader));
+        let writing = tokio::spawn(transport::write_loop(shared.clone(), writer));
+        // If this future is dropped before the handle exists, stop the tasks.
+        let mut guard = AbortOnDrop(Some([reading, writing]));
+        let mut phase = shared.phase.subscribe();
+        let settled = phase
+            .wait_for(|p| *p != Phase::Connecting)
+            .await
+            .map(|p| p.clone());
+        if let Ok(Phase::Ended(end)) = settled {
+            return Err(Error::Closed(end));
+        }
+        let greeting = shared
+            .lock()
+            .router
+            .client()
+            .greeting()
+            .cloned()
+            .ok_or(Error::Closed(End::Local))?;
+        let tasks = guard.0.take().ok_or(Error::Closed(End::Local))?;
+        Ok(Qmp {
+            inner: Arc::new(Inner {
+                shared,
+                options,
+                greeting,
+                can_pass_fds,
+                fd_call: tokio::sync::Mutex::new(()),
+                tasks,
+            }),
+        })
+    }
+
+    /// The server's greeting: its version and the capabilities it offers.
+    pub fn greeting(&self) -> &Greeting {
+        &self.inner.greeting
+    }
+
+    /// Whether out-of-band execution was negotiated.
+    pub fn oob_enabled(&self) -> bool {
+        self.inner.shared.lock().router.client().oob_enabled()
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn end_reason(&self) -> Option<End> {
+        self.inner.shared.lock().router.end().cloned()
+    }
+
+    /// Runs command `name` with `arguments` (anything that serializes to a
+    /// JSON object, or `&()` for none) and returns its raw `return` value.
+    /// Uses the default call timeout of the options, if any.
+    ///
+    /// Cancel safety: dropping the future at any await point leaves the
+    /// connection fully usable; the command is not sent if it had not been
+    /// yet, and its late reply is dropped.
+    pub async fn execute_raw<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arguments: &A,
+    ) -> Result<RawJson, Error> {
+        self.call(
+            name,
+            arguments,
+            false,
+            self.inner.options.call_timeout,
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// Runs a command and decodes its `return` value into `R`.
+    ///
+    /// Cancel safety: as [`execute_raw`](Qmp::execute_raw).
+    pub async fn execute_as<R: DeserializeOwned, A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arguments: &A,
+    ) -> Result<R, Error> {
+        Ok(self.execute_raw(name, arguments).await?.decode()?)
+    }
+
+    /// Runs a command with its own deadline; on timeout the connection stays
+    /// usable and the late reply is dropped.
+    ///
+    /// Cancel safety: as [`execute_raw`](Qmp::execute_raw).
+    pub async fn execute_timeout<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arguments: &A,
+        timeout: Duration,
+    ) -> Result<RawJson, Error> {
+        self.call(name, arguments, false, Some(timeout), Vec::new())
+            .await
+    }
+
+    /// Runs a command out of band (`exec-oob`), past queued in-band ones.
+    /// Needs OOB negotiated ([`ConnectOptions::want_oob`]).
+    ///
+    /// Cancel safety: as [`execute_raw`](Qmp::execute_raw).
+    pub async fn execute_oob<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arguments: &A,
+    ) -> Result<RawJson, Error> {
+        self.call(
+            name,
+            arguments,
+            true,
+            self.inner.options.call_timeout,
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// Runs a command and passes `fds` with it (SCM_RIGHTS), as `getfd` and
+    /// `add-fd` need. Only over a Unix socket.
+    ///
+    /// Cancel safety: as [`execute_raw`](Qmp::execute_raw); the descriptors
+    /// are closed on our side once sent or dropped.
+    pub async fn execute_with_fds<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arguments: &A,
+        fds: Vec<OwnedFd>,
+    ) -> Result<RawJson, Error> {
+        if !self.inner.can_pass_fds {
+            return Err(Error::FdPassingUnsupported);
+        }
+        let _one_at_a_time = self.inner.fd_call.lock().await;
+        self.call(name, arguments, false, self.inner.options.call_timeout, fds)
+            .await
+    }
+
+    async fn call<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arguments: &A,
+        oob: bool,
+        timeout: Option<Duration>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<RawJson, Error> {
+        let shared = &self.inner.shared;
+        let (tx, rx) = oneshot::channel();
+        let id = {
+            let mut state = shared.lock();
+            let id = state.router.execute(name, arguments, oob, tx);
+            if id.is_some() {
+                state.fds.extend(fds);
+            }
+            id
+        };
+        shared.wake_writer.notify_one();
+        let _forget = ForgetOnDrop { shared, id };
+        let outcome = match timeout {
+            Some(limit) => tokio::time::timeout(limit, rx)
+                .await
+                .map_err(|_| Error::Timeout)?,
+            None => rx.await,
+        };
+        match outcome {
+            Ok(result) => result.map_err(Error::from),
+            Err(_) => Err(Error::Closed(self.end_reason().unwrap_or(End::Local))),
+        }
+    }
+
+    /// A cursor at the end of the event stream. Take it before running a
+    /// command whose event you will [wait for](Qmp::wait_for_event).
+    pub fn cursor(&self) -> Cursor {
+        self.inner.shared.lock().router.cursor()
+    }
+
+    /// The kept events at or after `after` that pass `filter`, without
+    /// waiting (go-qmp's `FindEvents`).
+    pub fn find_events(&self, after: Cursor, filter: &EventFilter) -> Vec<Sequenced> {
+        let state = self.inner.shared.lock();
+        state.router.find_events(after, filter).cloned().collect()
+    }
+
+    /// Waits up to `timeout` for the first event at or after `after` that
+    /// passes `filter`. The event may already have arrived: no race.
+    ///
+    /// Cancel safety: dropping the future drops the wait, nothing else.
+    pub async fn wait_for_event(
+        &self,
+        after: Cursor,
+        filter: EventFilter,
+        timeout: Duration,
+    ) -> Result<Sequenced, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .shared
+            .lock()
+            .router
+            .wait_for_event(after, filter, tx);
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) => Err(Error::Timeout),
+            Ok(Ok(result)) => result.map_err(Error::from),
+            Ok(Err(_)) => Err(Error::Closed(self.end_reason().unwrap_or(End::Local))),
+        }
+    }
+
+    /// A stream of the events that pass `filter`, from now on. It holds at
+    /// most `options.subscriber_capacity` unread events; past that it tells
+    /// how many it missed ([`Notice::Lagged`](qmp_proto::Notice::Lagged)).
+    /// It ends when the connection does.
+    pub fn subscribe(&self, filter: EventFilter) -> Subscription {
+        let (tx, rx) = mpsc::channel(self.inner.options.subscriber_capacity.max(1));
+        let id = self.inner.shared.lock().router.subscribe(filter, tx);
+        Subscription::new(rx, id, self.inner.shared.clone())
+    }
+
+    /// Closes the connection: pending calls fail with
+    /// [`End::Local`], subscriptions end.
+    ///
+    /// Cancel safety: closing happens at once; the future only waits for
+    /// the socket to be shut down.
+    pub async fn close(&self) {
+        self.inner.shared.with_router(|router| router.close());
+        let mut phase = self.inner.shared.phase.subscribe();
+        let _ = phase.wait_for(|p| matches!(p, Phase::Ended(_))).await;
+    }
+}
+
+/// Stops the socket tasks unless [`Qmp::start`] got as far as a handle.
+struct AbortOnDrop(Option<[JoinHandle<()>; 2]>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in self.0.iter().flatten() {
+            task.abort();
+        }
+    }
+}
+
+async fn within<T>(
+    limit: Duration,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or(Err(Error::ConnectTimeout))
+}
