@@ -59,10 +59,13 @@ impl Sequenced {
     }
 }
 
+/// A caller's test on an event.
+type Predicate = Box<dyn Fn(&Event) -> bool + Send + Sync>;
+
 /// Which events a subscription or a wait is for.
 pub struct EventFilter {
     names: Option<Vec<String>>,
-    predicate: Option<Box<dyn Fn(&Event) -> bool + Send + Sync>>,
+    predicate: Option<Predicate>,
 }
 
 impl EventFilter {
@@ -96,7 +99,7 @@ impl EventFilter {
         let name_ok = self
             .names
             .as_ref()
-            .is_none_or(|names| names.iter().any(|n| *n == event.name));
+            .is_none_or(|names| names.contains(&event.name));
         name_ok && self.predicate.as_ref().is_none_or(|p| p(event))
     }
 }
@@ -582,5 +585,227 @@ impl<D: Delivery> Router<D> {
         // Dropping the senders ends every subscriber's stream; the cause is
         // in `end()`.
         self.subscriptions.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Server, ServerConfig, ServerOutput, Timestamp};
+    use alloc::rc::Rc;
+    use core::cell::RefCell;
+
+    type Slot<T> = Rc<RefCell<Option<T>>>;
+
+    /// Waiters are shared slots; a subscriber is a bounded vector.
+    struct TestDelivery;
+
+    struct Queue {
+        items: Rc<RefCell<Vec<Notice>>>,
+        capacity: usize,
+    }
+
+    impl Delivery for TestDelivery {
+        type Call = Slot<Result<RawJson, Failure>>;
+        type Wait = Slot<Result<Sequenced, Failure>>;
+        type Subscriber = Queue;
+
+        fn complete(call: Self::Call, result: Result<RawJson, Failure>) {
+            *call.borrow_mut() = Some(result);
+        }
+        fn found(wait: Self::Wait, result: Result<Sequenced, Failure>) {
+            *wait.borrow_mut() = Some(result);
+        }
+        fn offer(queue: &mut Queue, notice: Notice) -> Offer {
+            let mut items = queue.items.borrow_mut();
+            if items.len() == queue.capacity {
+                return Offer::Full;
+            }
+            items.push(notice);
+            Offer::Accepted
+        }
+        fn wait_is_gone(wait: &Self::Wait) -> bool {
+            Rc::strong_count(wait) == 1
+        }
+    }
+
+    /// A router connected in memory to a mock server that answers every
+    /// command with `{}` and can be told to emit events.
+    struct Pair {
+        router: Router<TestDelivery>,
+        server: Server,
+    }
+
+    impl Pair {
+        fn new(history: usize) -> Self {
+            let mut pair = Pair {
+                router: Router::new(Client::default(), RouterConfig::default().history(history)),
+                server: Server::new(ServerConfig::default()),
+            };
+            pair.pump();
+            assert!(pair.router.client().is_ready());
+            pair
+        }
+
+        fn pump(&mut self) {
+            for _ in 0..8 {
+                while let Some(bytes) = self.server.poll_transmit() {
+                    self.router.receive(&bytes);
+                }
+                self.router.handle_outputs();
+                while let Some(bytes) = self.router.poll_transmit() {
+                    self.server.receive(&bytes);
+                }
+                while let Some(output) = self.server.poll_output() {
+                    if let ServerOutput::Command(command) = output {
+                        self.server
+                            .reply_ok(&command, &serde_json::json!({}))
+                            .unwrap();
+                    }
+                }
+            }
+        }
+
+        fn emit(&mut self, name: &str) {
+            let sent = self
+                .server
+                .send_event(name, &(), Timestamp::default())
+                .unwrap();
+            assert!(sent);
+            self.pump();
+        }
+    }
+
+    fn slot<T>() -> Slot<T> {
+        Rc::new(RefCell::new(None))
+    }
+
+    #[test]
+    fn reply_reaches_its_waiter() {
+        let mut pair = Pair::new(16);
+        let call = slot();
+        pair.router
+            .execute("query-status", &(), false, call.clone());
+        pair.pump();
+        assert_eq!(call.borrow().clone().unwrap().unwrap().as_str(), "{}");
+        assert_eq!(pair.router.pending_calls(), 0);
+    }
+
+    #[test]
+    fn wait_sees_an_event_that_arrived_before_it() {
+        let mut pair = Pair::new(16);
+        let cursor = pair.router.cursor();
+        pair.emit("OTHER");
+        pair.emit("STOP");
+        let wait = slot();
+        pair.router
+            .wait_for_event(cursor, EventFilter::name("STOP"), wait.clone());
+        let found = wait.borrow().clone().unwrap().unwrap();
+        assert_eq!(found.event.name, "STOP");
+        assert_eq!(found.sequence, cursor.sequence() + 1);
+    }
+
+    #[test]
+    fn wait_ignores_events_before_its_cursor() {
+        let mut pair = Pair::new(16);
+        pair.emit("STOP");
+        let cursor = pair.router.cursor();
+        let wait = slot();
+        pair.router
+            .wait_for_event(cursor, EventFilter::name("STOP"), wait.clone());
+        assert!(wait.borrow().is_none());
+        pair.emit("STOP");
+        assert_eq!(
+            wait.borrow().clone().unwrap().unwrap().sequence,
+            cursor.sequence()
+        );
+    }
+
+    #[test]
+    fn wait_behind_the_history_is_an_overrun() {
+        let mut pair = Pair::new(2);
+        let cursor = pair.router.cursor();
+        for _ in 0..3 {
+            pair.emit("X");
+        }
+        let wait = slot();
+        pair.router
+            .wait_for_event(cursor, EventFilter::name("STOP"), wait.clone());
+        let err = wait.borrow().clone().unwrap().unwrap_err();
+        assert_eq!(
+            err,
+            Failure::HistoryOverrun {
+                oldest_kept: cursor.sequence() + 1
+            }
+        );
+    }
+
+    #[test]
+    fn slow_subscriber_learns_how_much_it_missed() {
+        let mut pair = Pair::new(0);
+        let items = Rc::new(RefCell::new(Vec::new()));
+        let queue = Queue {
+            items: items.clone(),
+            capacity: 2,
+        };
+        pair.router.subscribe(EventFilter::all(), queue);
+        for _ in 0..5 {
+            pair.emit("E");
+        }
+        assert_eq!(items.borrow().len(), 2);
+        items.borrow_mut().clear();
+        pair.emit("E");
+        let got = items.borrow().clone();
+        assert_eq!(got[0], Notice::Lagged(3));
+        assert!(matches!(&got[1], Notice::Event(s) if s.sequence == 6));
+        assert_eq!(pair.router.history_len(), 0);
+    }
+
+    #[test]
+    fn end_fails_every_waiter_with_the_cause() {
+        let mut pair = Pair::new(16);
+        let call = slot();
+        let wait = slot();
+        let items = Rc::new(RefCell::new(Vec::new()));
+        pair.router
+            .subscribe(EventFilter::all(), Queue { items, capacity: 4 });
+        // The server never sees the command: the peer closes first.
+        pair.router
+            .execute("query-status", &(), false, call.clone());
+        let cursor = pair.router.cursor();
+        pair.router
+            .wait_for_event(cursor, EventFilter::all(), wait.clone());
+        pair.router.receive(b"{\"return\": {}, \"id\"");
+        pair.router.receive_eof();
+        let progress = pair.router.handle_outputs();
+        let end = End::Protocol(crate::ProtocolError::Truncated { buffered: 19 });
+        assert_eq!(progress.ended, Some(end.clone()));
+        assert_eq!(
+            call.borrow().clone().unwrap(),
+            Err(Failure::Ended(end.clone()))
+        );
+        assert_eq!(
+            wait.borrow().clone().unwrap(),
+            Err(Failure::Ended(end.clone()))
+        );
+        assert_eq!(pair.router.subscriptions(), 0);
+        let late = slot();
+        pair.router
+            .execute("query-status", &(), false, late.clone());
+        assert_eq!(late.borrow().clone().unwrap(), Err(Failure::Ended(end)));
+    }
+
+    #[test]
+    fn forgotten_call_gets_nothing() {
+        let mut pair = Pair::new(16);
+        let call = slot();
+        let id = pair
+            .router
+            .execute("query-status", &(), false, call.clone())
+            .unwrap();
+        pair.router.forget(id);
+        pair.pump();
+        assert!(call.borrow().is_none());
+        assert_eq!(pair.router.client().in_flight(), 0);
     }
 }
