@@ -474,6 +474,20 @@ impl<D: Delivery> Router<D> {
         self.client.receive_eof();
     }
 
+    /// Gives the outcome of one read from the socket: the bytes read (none
+    /// at end of file) or the error. A reset counts as end of file: it is
+    /// how QEMU's socket closes when QEMU exits, and the framer still tells
+    /// a clean end from one inside a message.
+    #[cfg(feature = "std")]
+    pub fn receive_read(&mut self, read: std::io::Result<&[u8]>) {
+        match read {
+            Ok([]) => self.receive_eof(),
+            Ok(bytes) => self.receive(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => self.receive_eof(),
+            Err(e) => self.fail_transport(alloc::string::ToString::to_string(&e)),
+        }
+    }
+
     /// Closes the connection from this side.
     pub fn close(&mut self) {
         self.client.close();

@@ -4,6 +4,8 @@
 use crate::shared::Shared;
 use qmp_proto::Error;
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
@@ -78,11 +80,14 @@ impl Writer {
     }
 }
 
-/// One `sendmsg` with the fds as SCM_RIGHTS ancillary data.
-fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
+/// One `sendmsg` of `bytes` on `socket` with `fds` as
+/// SCM_RIGHTS ancillary data. Returns how many bytes were sent (the
+/// descriptors go with the first of them); the caller writes the rest
+/// normally. `WouldBlock` comes back as an error, for the runtime to retry
+/// when the socket is writable.
+pub(crate) fn send_with_fds(socket: impl AsFd, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
     use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-    use std::mem::MaybeUninit;
-    let borrowed: Vec<_> = fds.iter().map(std::os::fd::AsFd::as_fd).collect();
+    let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
     let mut space =
         vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
     let mut control = SendAncillaryBuffer::new(&mut space);
@@ -92,7 +97,7 @@ fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) -> io::Resu
         ));
     }
     Ok(sendmsg(
-        stream,
+        socket,
         &[IoSlice::new(bytes)],
         &mut control,
         SendFlags::NOSIGNAL,
@@ -108,16 +113,7 @@ pub(crate) async fn read_loop(shared: Arc<Shared>, mut reader: Reader) {
         if let Ok(n) = read {
             tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&buf[..n]), "qmp received");
         }
-        let ended = shared.with_router(|router| {
-            match read {
-                // A reset after QEMU exits is its way of closing: the
-                // framer still tells a clean end from one inside a message.
-                Ok(0) => router.receive_eof(),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => router.receive_eof(),
-                Ok(n) => router.receive(&buf[..n]),
-                Err(e) => router.fail_transport(e.to_string()),
-            }
-        });
+        let ended = shared.with_router(|router| router.receive_read(read.map(|n| &buf[..n])));
         if ended {
             return;
         }

@@ -1,0 +1,230 @@
+//! Runs `examples/blocking.rs` against its built-in mock and, when
+//! `qemu-system-x86_64` is installed, against a real QEMU.
+//!
+//! The example's source is compiled into this test as a module and its
+//! `run` function (all of `main` except the process exit code and the
+//! choice of stdout) is called in-process, with the output captured. That
+//! tests the very code `cargo run --example blocking` runs, without
+//! starting a nested `cargo` (slow, and fighting the outer one over the
+//! build directory) or relying on the example binary having been built,
+//! which `cargo test --test blocking_example` does not do.
+
+// The example's `main` is not called from here.
+#[allow(dead_code)]
+#[path = "../examples/blocking.rs"]
+mod blocking;
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs the example with `args` (without the program name), returning its
+/// output, or panicking with the error and the output so far.
+fn run_example(args: &[&str]) -> String {
+    let mut out = Vec::new();
+    let result = blocking::run(args.iter().map(OsString::from), &mut out);
+    let out = String::from_utf8(out).expect("the example writes UTF-8");
+    // Shown by `cargo test -- --nocapture`, and with any failure below.
+    println!("--- blocking {args:?} ---\n{out}");
+    if let Err(error) = result {
+        panic!("the example failed: {error}\noutput:\n{out}");
+    }
+    out
+}
+
+/// The byte offset of `needle` in `haystack`, or a panic naming both.
+fn position(haystack: &str, needle: &str) -> usize {
+    haystack
+        .find(needle)
+        .unwrap_or_else(|| panic!("output lacks {needle:?}:\n{haystack}"))
+}
+
+#[test]
+fn without_a_socket_the_mock_answers() {
+    let out = run_example(&[]);
+    position(&out, "no QEMU socket given");
+    position(&out, "built-in mock QEMU");
+    let greeting = position(&out, "greeting: QEMU 10.0.2 (qmp-proto mock)");
+    let ready = position(&out, "capabilities negotiated");
+    let version = position(&out, "query-version returned:\n{");
+    position(&out, "\"major\": 10");
+    let status = position(&out, "query-status returned:\n{");
+    position(&out, "\"status\": \"running\"");
+    let closing = position(&out, "all replies received, closing");
+    assert!(greeting < ready && ready < version && version < status && status < closing);
+}
+
+#[test]
+fn mock_runs_extra_commands_with_events_and_errors() {
+    let out = run_example(&["--mock", "stop", "query-status", "no-such-command"]);
+    position(&out, "no QEMU socket given");
+    // QEMU emits STOP while executing `stop`, so before its reply.
+    let event = position(&out, "event STOP at ");
+    let stop = position(&out, "stop returned:\n{}");
+    assert!(event < stop, "STOP event after the reply:\n{out}");
+    // The default query-status sees the VM running, the later one paused.
+    let running = position(&out, "\"status\": \"running\"");
+    let paused = position(&out, "\"status\": \"paused\"");
+    assert!(running < stop && stop < paused, "wrong order:\n{out}");
+    position(
+        &out,
+        "no-such-command failed: CommandNotFound: The command no-such-command has not been found",
+    );
+}
+
+#[test]
+fn missing_socket_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let socket = dir.path().join("absent.sock");
+    let mut out = Vec::new();
+    let result = blocking::run([socket.clone().into_os_string()], &mut out);
+    let Err(error) = result else {
+        panic!("connecting to a missing socket succeeded");
+    };
+    assert!(
+        matches!(error, blocking::Error::Connect { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("cannot connect to QMP socket")
+            && message.contains(&*socket.to_string_lossy()),
+        "unclear message: {message}"
+    );
+}
+
+/// A QEMU process and its temporary directory, both gone when dropped,
+/// whether the test passed or panicked.
+struct Qemu {
+    child: Child,
+    socket: PathBuf,
+    // Fields are dropped after `Drop::drop` has run, so the directory is
+    // removed only once QEMU has been killed.
+    _dir: tempfile::TempDir,
+}
+
+impl Qemu {
+    fn start(binary: &Path) -> Qemu {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let socket = dir.path().join("qmp.sock");
+        let mut qmp = OsString::from("unix:");
+        qmp.push(&socket);
+        qmp.push(",server=on,wait=off");
+        let child = Command::new(binary)
+            .args(["-M", "none", "-nodefaults", "-display", "none", "-qmp"])
+            .arg(qmp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        // From here on the guard owns the process: any panic kills it.
+        let mut qemu = Qemu {
+            child,
+            socket,
+            _dir: dir,
+        };
+        qemu.wait_until_listening();
+        qemu
+    }
+
+    /// Polls, bounded, until QEMU accepts connections on the socket. A
+    /// successful connect rather than the file's existence is the test,
+    /// because QEMU creates the file (bind) just before it listens. The
+    /// probe connection is closed at once; QEMU then takes the next one.
+    fn wait_until_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().expect("poll QEMU") {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                panic!("QEMU exited before listening ({status}):\n{stderr}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "QEMU did not listen on {} within 20 s",
+                self.socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        // Errors are moot here: the process may already have exited.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The full path of `program` if it is an executable file on `PATH`.
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// `10.0.2` out of `QEMU emulator version 10.0.2 (Debian ...)`.
+fn installed_version(binary: &Path) -> String {
+    let output = Command::new(binary)
+        .arg("--version")
+        .output()
+        .expect("run qemu --version");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .skip_while(|word| *word != "version")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no version in {text:?}"))
+        .to_owned()
+}
+
+#[test]
+fn real_qemu_session() {
+    let Some(binary) = find_on_path("qemu-system-x86_64") else {
+        eprintln!("note: qemu-system-x86_64 is not on PATH; skipping the real QEMU session");
+        return;
+    };
+    let version = installed_version(&binary);
+    let major = version.split('.').next().unwrap_or_default();
+
+    let qemu = Qemu::start(&binary);
+    let socket = qemu.socket.to_str().expect("temporary paths are UTF-8");
+    let out = run_example(&[
+        socket,
+        "query-name",
+        "stop",
+        "query-status",
+        "no-such-command",
+    ]);
+
+    position(&out, &format!("connected to {socket}"));
+    position(&out, &format!("greeting: QEMU {version}"));
+    position(&out, "capabilities: [oob]");
+    position(&out, "capabilities negotiated");
+    position(&out, "query-version returned:\n{");
+    position(&out, &format!("\"major\": {major}"));
+    let running = position(&out, "\"status\": \"running\"");
+    position(&out, "query-name returned:\n{}");
+    let event = position(&out, "event STOP at ");
+    let stop = position(&out, "stop returned:\n{}");
+    let paused = position(&out, "\"status\": \"paused\"");
+    assert!(
+        running < event && event < stop && stop < paused,
+        "wrong order:\n{out}"
+    );
+    position(
+        &out,
+        "no-such-command failed: CommandNotFound: The command no-such-command has not been found",
+    );
+    position(&out, "all replies received, closing");
+}

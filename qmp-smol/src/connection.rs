@@ -1,0 +1,396 @@
+//! [`Qmp`]: a connected, negotiated QMP client.
+
+use crate::driver;
+use crate::shared::Shared;
+use crate::subscription::Subscription;
+use async_io::{Async, Timer};
+use futures_lite::future;
+use qmp_proto::{
+    Client, ConnectOptions, Cursor, End, Error, EventFilter, Greeting, RawJson, RequestId, Router,
+    Sequenced,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A QMP connection. Cheap to clone (`Send + Sync`): every clone talks over
+/// the same socket, and any number of tasks may run commands at once.
+///
+/// The connection closes when the last clone is dropped, or on
+/// [`close`](Qmp::close); its driver thread then exits.
+#[derive(Clone)]
+pub struct Qmp {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    options: ConnectOptions,
+    greeting: Greeting,
+    can_pass_fds: bool,
+    /// One token: whoever holds it may run a command with descriptors, so
+    /// each command's descriptors reach QEMU before any other's.
+    fd_turn: (async_channel::Sender<()>, async_channel::Receiver<()>),
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.update(|state| state.router.close());
+    }
+}
+
+impl std::fmt::Debug for Qmp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qmp")
+            .field("greeting", &self.inner.greeting)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Closes a connection whose `connect` was given up (dropped, timed out or
+/// failed), which also stops its driver thread.
+struct Abandon(Option<Arc<Shared>>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.update(|state| state.router.close());
+        }
+    }
+}
+
+/// A command awaiting its reply; dropping it (the caller stopped waiting, or
+/// timed out) makes the router forget the command.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    id: RequestId,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().router.forget(self.id);
+    }
+}
+
+/// Gives the descriptor-passing token back.
+struct FdTurn<'a>(&'a async_channel::Sender<()>);
+
+impl Drop for FdTurn<'_> {
+    fn drop(&mut self) {
+        self.0.try_send(()).ok();
+    }
+}
+
+impl Qmp {
+    /// Connects to the QMP socket at `path`, reads the greeting and
+    /// negotiates capabilities, all within `options.connect_timeout`.
+    ///
+    /// Cancel safety: dropping the future closes the half-made connection.
+    pub async fn connect_unix(
+        path: impl AsRef<Path>,
+        options: ConnectOptions,
+    ) -> Result<Qmp, Error> {
+        let path = path.as_ref().to_path_buf();
+        Qmp::start(Async::<UnixStream>::connect(path), true, options).await
+    }
+
+    /// Connects to a QMP server over TCP (`-qmp tcp:HOST:PORT,server=on`).
+    /// File descriptors cannot be passed over TCP.
+    ///
+    /// The address is resolved on the connection's driver thread, so a slow
+    /// name lookup blocks no executor; it counts against the connect
+    /// timeout.
+    ///
+    /// Cancel safety: dropping the future closes the half-made connection.
+    pub async fn connect_tcp(
+        addr: impl ToSocketAddrs + Send + 'static,
+        options: ConnectOptions,
+    ) -> Result<Qmp, Error> {
+        Qmp::start(dial_tcp(addr), false, options).await
+    }
+
+    /// Talks QMP over an already-connected Unix stream: one end of a
+    /// socketpair, or a descriptor inherited from a parent process.
+    ///
+    /// Cancel safety: as [`connect_unix`](Qmp::connect_unix).
+    pub async fn from_unix_stream(
+        stream: UnixStream,
+        options: ConnectOptions,
+    ) -> Result<Qmp, Error> {
+        Qmp::start(async { Async::new(stream) }, true, options).await
+    }
+
+    async fn start<T: AsFd + Send + Sync + 'static>(
+        dial: impl Future<Output = io::Result<Async<T>>> + Send + 'static,
+        can_pass_fds: bool,
+        options: ConnectOptions,
+    ) -> Result<Qmp, Error>
+    where
+        for<'a> &'a T: Read + Write,
+    {
+        let router = Router::new(Client::new(options.client.clone()), options.router.clone());
+        let shared = Arc::new(Shared::new(router));
+        let abandon = Abandon(Some(shared.clone()));
+        let (dial_failed, dial_failure) = async_channel::bounded(1);
+        driver::spawn(shared.clone(), dial, dial_failed)
+            .map_err(|e| Error::Connect(Arc::new(e)))?;
+
+        let failed = async {
+            match dial_failure.recv().await {
+                Ok(e) => Err(Error::Connect(Arc::new(e))),
+                // Dialed: from here on the router tells how it went.
+                Err(_) => future::pending().await,
+            }
+        };
+        let settled = async {
+            shared
+                .wait_until(|router| router.client().is_ready() || router.end().is_some())
+                .await;
+            Ok(())
+        };
+        within(options.connect_timeout, future::or(failed, settled))
+            .await
+            .unwrap_or(Err(Error::ConnectTimeout))?;
+
+        let greeting = {
+            let state = shared.lock();
+            if let Some(end) = state.router.end() {
+                return Err(Error::Closed(end.clone()));
+            }
+            state.router.client().greeting().cloned()
+        }
+        .ok_or(Error::Closed(End::Local))?;
+        let mut abandon = abandon;
+        abandon.0 = None;
+        let fd_turn = async_channel::bounded(1);
+        fd_turn.0.try_send(()).ok();
+        Ok(Qmp {
+            inner: Arc::new(Inner {
+                shared,
+                options,
+                greeting,
+                can_pass_fds,
+                fd_turn,
+            }),
+        })
+    }
+
+    /// The server's greeting: its version and the capabilities it offers.
+    pub fn greeting(&self) -> &Greeting {
+        &self.inner.greeting
+    }
+
+    /// Whether out-of-band execution was negotiated.
+    pub fn oob_enabled(&self) -> bool {
+        self.inner
+            .shared
+            .read(|router| router.client().oob_enabled())
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn end_reason(&self) -> Option<End> {
+        self.inner.shared.read(|router| router.end().cloned())
+    }
+
+    /// Runs command `name` with `arguments` (anything that serializes to a
+    /// JSON object, or `&()` for none) and returns its raw `return` value.
+    /// Uses the default call timeout of the options, if any.
+    ///
+    /// Cancel safety: dropping the future at any await point leaves the
+    /// connection fully usable; the command is not sent if it had not been
+    /// yet, and its late reply is dropped.
+    pub async fn execute_raw<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arguments: &A,
+    ) -> Result<RawJson, Error> {
+        let timeout = self.inner.options.call_timeout;
+        self.call(name, arguments, false, timeout, Vec::new()).await
+    }
+
+    /// Runs a command and decodes its `return` value into `R`.
+    ///
+    /// Cancel safety: as [`execute_raw`](Qmp::execute_raw).
+    pub async fn execute_as<R: DeserializeOwned, A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arguments: &A,
+    ) -> Result<R, Error> {
+        let raw = self.execute_raw(name, arguments).await?;
+        raw.decode().map_err(Error::from)
+    }
+
+    /// Runs a command with its own deadline; on timeout the connection stays
+    /// usable and the late reply is dropped.
+    ///
+    /// Cancel safety: as [`execute_raw`](Qmp::execute_raw).
+    pub async fn execute_timeout<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arguments: &A,
+        timeout: Duration,
+    ) -> Result<RawJson, Error> {
+        let timeout = Some(timeout);
+        self.call(name, arguments, false, timeout, Vec::new()).await
+    }
+
+    /// Runs a command out of band (`exec-oob`), past queued in-band ones.
+    /// Needs OOB negotiated ([`ConnectOptions::want_oob`]).
+    ///
+    /// Cancel safety: as [`execute_raw`](Qmp::execute_raw).
+    pub async fn execute_oob<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arguments: &A,
+    ) -> Result<RawJson, Error> {
+        let timeout = self.inner.options.call_timeout;
+        self.call(name, arguments, true, timeout, Vec::new()).await
+    }
+
+    /// Runs a command and passes `fds` with it (SCM_RIGHTS), as `getfd` and
+    /// `add-fd` need. Only over a Unix socket.
+    ///
+    /// Cancel safety: as [`execute_raw`](Qmp::execute_raw); the descriptors
+    /// are closed on our side once sent or dropped.
+    pub async fn execute_with_fds<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arguments: &A,
+        fds: Vec<OwnedFd>,
+    ) -> Result<RawJson, Error> {
+        if !self.inner.can_pass_fds {
+            return Err(Error::FdPassingUnsupported);
+        }
+        let (give_back, take) = &self.inner.fd_turn;
+        // The token's sender lives in `Inner`, so the channel never closes.
+        take.recv().await.ok();
+        let _turn = FdTurn(give_back);
+        let timeout = self.inner.options.call_timeout;
+        self.call(name, arguments, false, timeout, fds).await
+    }
+
+    async fn call<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arguments: &A,
+        oob: bool,
+        timeout: Option<Duration>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<RawJson, Error> {
+        let shared = &*self.inner.shared;
+        let (reply_to, reply) = async_channel::bounded(1);
+        let issued = shared.update(|state| {
+            let issued = state.router.execute(name, arguments, oob, reply_to);
+            if issued.is_some() {
+                state.fds.extend(fds);
+            }
+            issued
+        });
+        let _in_flight = issued.map(|id| InFlight { shared, id });
+        let answer = match timeout {
+            None => reply.recv().await,
+            Some(limit) => within(limit, reply.recv()).await.ok_or(Error::Timeout)?,
+        };
+        self.settle(answer)
+    }
+
+    /// Turns what a waiter received into the caller's result: its sender
+    /// dropped unanswered means the connection went away.
+    fn settle<T>(
+        &self,
+        answer: Result<Result<T, qmp_proto::Failure>, async_channel::RecvError>,
+    ) -> Result<T, Error> {
+        let result = answer.map_err(|_| Error::Closed(self.end_reason().unwrap_or(End::Local)))?;
+        result.map_err(Error::from)
+    }
+
+    /// A cursor at the end of the event stream. Take it before running a
+    /// command whose event you will [wait for](Qmp::wait_for_event).
+    pub fn cursor(&self) -> Cursor {
+        self.inner.shared.read(Router::cursor)
+    }
+
+    /// The kept events at or after `after` that pass `filter`, without
+    /// waiting (go-qmp's `FindEvents`).
+    pub fn find_events(&self, after: Cursor, filter: &EventFilter) -> Vec<Sequenced> {
+        let found = |router: &Router<_>| router.find_events(after, filter).cloned().collect();
+        self.inner.shared.read(found)
+    }
+
+    /// Waits up to `timeout` for the first event at or after `after` that
+    /// passes `filter`. The event may already have arrived: no race.
+    ///
+    /// Cancel safety: dropping the future drops the wait, nothing else.
+    pub async fn wait_for_event(
+        &self,
+        after: Cursor,
+        filter: EventFilter,
+        timeout: Duration,
+    ) -> Result<Sequenced, Error> {
+        let (found_to, found) = async_channel::bounded(1);
+        self.inner
+            .shared
+            .update(|state| state.router.wait_for_event(after, filter, found_to));
+        let answer = within(timeout, found.recv()).await.ok_or(Error::Timeout)?;
+        self.settle(answer)
+    }
+
+    /// A stream of the events that pass `filter`, from now on. It holds at
+    /// most `options.subscriber_capacity` unread events; past that it tells
+    /// how many it missed ([`Notice::Lagged`](qmp_proto::Notice::Lagged)).
+    /// It ends when the connection does.
+    pub fn subscribe(&self, filter: EventFilter) -> Subscription {
+        let capacity = self.inner.options.subscriber_capacity.max(1);
+        let (sink, events) = async_channel::bounded(capacity);
+        let id = self.inner.shared.lock().router.subscribe(filter, sink);
+        Subscription::new(events, id, self.inner.shared.clone())
+    }
+
+    /// Closes the connection: pending calls fail with
+    /// [`End::Local`], subscriptions end.
+    ///
+    /// Cancel safety: closing happens at once; the future only waits for
+    /// the router to record the end.
+    pub async fn close(&self) {
+        let shared = &self.inner.shared;
+        shared.update(|state| state.router.close());
+        shared.wait_until(|router| router.end().is_some()).await;
+    }
+}
+
+/// Dials the first address of `addr` that answers, with Nagle off.
+async fn dial_tcp(addr: impl ToSocketAddrs) -> io::Result<Async<TcpStream>> {
+    let candidates: Vec<_> = addr.to_socket_addrs()?.collect();
+    let mut last = None;
+    for candidate in candidates {
+        match Async::<TcpStream>::connect(candidate).await {
+            Ok(stream) => {
+                stream.get_ref().set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    }))
+}
+
+/// `work`'s output, or `None` if `limit` passes first.
+async fn within<F: Future>(limit: Duration, work: F) -> Option<F::Output> {
+    future::or(async { Some(work.await) }, async {
+        Timer::after(limit).await;
+        None
+    })
+    .await
+}

@@ -1,0 +1,129 @@
+//! The connection's state, shared by the handles and the driver thread: the
+//! router behind a mutex, async-channel senders as its [`Delivery`], and two
+//! `event-listener` events to wake whoever waits on it.
+
+use async_channel::{Sender, TrySendError};
+use event_listener::Event;
+use qmp_proto::router::{Delivery, Offer};
+use qmp_proto::{Failure, Notice, RawJson, Router, Sequenced};
+use std::os::fd::OwnedFd;
+use std::sync::{Mutex, MutexGuard};
+
+/// async-channel senders as the router's waiters (a `bounded(1)` channel
+/// serves as a oneshot).
+pub(crate) struct ChannelDelivery;
+
+impl Delivery for ChannelDelivery {
+    type Call = Sender<Result<RawJson, Failure>>;
+    type Wait = Sender<Result<Sequenced, Failure>>;
+    type Subscriber = Sender<Notice>;
+
+    fn complete(call: Self::Call, result: Result<RawJson, Failure>) {
+        // Nobody listening any more is fine: the result is dropped.
+        call.try_send(result).ok();
+    }
+
+    fn found(wait: Self::Wait, result: Result<Sequenced, Failure>) {
+        wait.try_send(result).ok();
+    }
+
+    fn offer(subscriber: &mut Self::Subscriber, notice: Notice) -> Offer {
+        match subscriber.try_send(notice) {
+            Ok(()) => Offer::Accepted,
+            Err(TrySendError::Full(_)) => Offer::Full,
+            Err(TrySendError::Closed(_)) => Offer::Gone,
+        }
+    }
+
+    fn wait_is_gone(wait: &Self::Wait) -> bool {
+        wait.is_closed()
+    }
+}
+
+pub(crate) struct State {
+    pub(crate) router: Router<ChannelDelivery>,
+    /// Descriptors that go out with the next bytes written.
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+/// What the writer should do next.
+pub(crate) enum Outgoing {
+    /// Write these bytes, with these descriptors on the first of them.
+    Send(bytes::Bytes, Vec<OwnedFd>),
+    /// Nothing to write yet.
+    Idle,
+    /// The connection has ended and everything is written.
+    Finished,
+}
+
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    /// Notified when there may be bytes to write.
+    writable: Event,
+    /// Notified when the router may have become ready or ended.
+    changed: Event,
+}
+
+impl Shared {
+    pub(crate) fn new(router: Router<ChannelDelivery>) -> Self {
+        Shared {
+            state: Mutex::new(State {
+                router,
+                fds: Vec::new(),
+            }),
+            writable: Event::new(),
+            changed: Event::new(),
+        }
+    }
+
+    /// The state, for reads that change nothing.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // Poisoning only means a panic elsewhere; the router stays coherent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Looks at the router without changing it.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Router<ChannelDelivery>) -> R) -> R {
+        f(&self.lock().router)
+    }
+
+    /// Changes the state with `f`, routes whatever that produced, and wakes
+    /// the writer and anyone waiting for a change.
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let result = {
+            let mut state = self.lock();
+            let result = f(&mut state);
+            state.router.handle_outputs();
+            result
+        };
+        self.writable.notify(usize::MAX);
+        self.changed.notify(usize::MAX);
+        result
+    }
+
+    /// Waits until `done` holds for the router.
+    pub(crate) async fn wait_until(&self, done: impl Fn(&Router<ChannelDelivery>) -> bool) {
+        loop {
+            // Listen first, so a change between the check and the wait
+            // still wakes us.
+            let changed = self.changed.listen();
+            if done(&self.lock().router) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// The writer's next step, and a listener registered before the router
+    /// was looked at, to wait on when idle.
+    pub(crate) fn next_outgoing(&self) -> (Outgoing, event_listener::EventListener) {
+        let listener = self.writable.listen();
+        let mut state = self.lock();
+        let step = match state.router.poll_transmit() {
+            Some(bytes) => Outgoing::Send(bytes, std::mem::take(&mut state.fds)),
+            None if state.router.end().is_some() => Outgoing::Finished,
+            None => Outgoing::Idle,
+        };
+        (step, listener)
+    }
+}

@@ -1,0 +1,63 @@
+//! [`Subscription`]: a stream of events.
+
+use crate::shared::Shared;
+use async_channel::Receiver;
+use qmp_proto::router::SubscriptionId;
+use qmp_proto::{End, Notice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Events that passed a subscription's filter, as a [`Stream`](futures_core::Stream)
+/// of [`Notice`]s: each event, or how many were missed when the subscriber
+/// fell behind. Ends when the connection does; then
+/// [`end_reason`](Subscription::end_reason) says why. Dropping it
+/// unsubscribes.
+pub struct Subscription {
+    // Boxed: async-channel's receiver is `!Unpin`, this stream is not.
+    events: Pin<Box<Receiver<Notice>>>,
+    id: SubscriptionId,
+    shared: Arc<Shared>,
+}
+
+impl Subscription {
+    pub(crate) fn new(events: Receiver<Notice>, id: SubscriptionId, shared: Arc<Shared>) -> Self {
+        let events = Box::pin(events);
+        Subscription { events, id, shared }
+    }
+
+    /// The next notice, or `None` once the connection has ended.
+    ///
+    /// Cancel safety: cancel safe; no notice is lost if the future is
+    /// dropped.
+    pub async fn next(&mut self) -> Option<Notice> {
+        self.events.recv().await.ok()
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn end_reason(&self) -> Option<End> {
+        self.shared.read(|router| router.end().cloned())
+    }
+}
+
+impl futures_core::Stream for Subscription {
+    type Item = Notice;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Notice>> {
+        self.events.as_mut().poll_next(cx)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.shared.lock().router.unsubscribe(id);
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = f.debug_struct("Subscription");
+        out.field("id", &self.id).finish()
+    }
+}
