@@ -1,7 +1,7 @@
 //! The client role: what a program that talks to QEMU runs.
 
-use crate::error::{End, ProtocolError, SendError};
-use crate::framing::{FrameError, Framer, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::error::{end_at_eof, End, ProtocolError, SendError};
+use crate::framing::{Framer, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::json::{push_str_literal, RawJson};
 use crate::message::{
     parse_server_message, Capability, Event, Greeting, QmpError, ServerMessage, ServerParseError,
@@ -358,21 +358,11 @@ impl Client {
                         }))
                     }
                 },
-                Some(Err(FrameError::TooLarge { limit })) => {
-                    self.end(End::Protocol(ProtocolError::MessageTooLarge { limit }))
+                Some(Err(e)) => self.end(End::Protocol(e.into())),
+                None if self.eof => {
+                    let end = end_at_eof(&mut self.framer);
+                    self.end(end)
                 }
-                Some(Err(FrameError::Truncated { buffered })) => {
-                    self.end(End::Protocol(ProtocolError::Truncated { buffered }))
-                }
-                None if self.eof => match self.framer.finish() {
-                    Ok(()) => self.end(End::PeerClosed),
-                    Err(FrameError::Truncated { buffered }) => {
-                        self.end(End::Protocol(ProtocolError::Truncated { buffered }))
-                    }
-                    Err(FrameError::TooLarge { limit }) => {
-                        self.end(End::Protocol(ProtocolError::MessageTooLarge { limit }))
-                    }
-                },
                 None => return None,
             }
         }
@@ -556,7 +546,9 @@ impl Client {
 /// Serializes command arguments: `None` for `null`, the object text
 /// otherwise.
 fn encode_arguments<A: Serialize + ?Sized>(arguments: &A) -> Result<Option<Vec<u8>>, SendError> {
-    let text = serde_json::to_vec(arguments).map_err(SendError::Serialize)?;
+    let text = serde_json::to_vec(arguments).map_err(|e| SendError::Serialize {
+        detail: e.to_string(),
+    })?;
     match text.first() {
         Some(b'{') => Ok(Some(text)),
         _ if text == b"null" => Ok(None),

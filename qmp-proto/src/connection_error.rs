@@ -3,7 +3,8 @@
 
 use crate::error::End;
 use crate::message::{ErrorClass, QmpError};
-use crate::router::{Failure, SendErrorKind};
+use crate::error::SendError;
+use crate::router::Failure;
 use std::io;
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ pub enum Error {
     Qmp(QmpError),
     /// The command was not accepted locally (queue full, OOB not
     /// negotiated, arguments not an object).
-    Rejected(SendErrorKind),
+    Rejected(SendError),
     /// The connection ended (or had ended) before the answer came.
     Closed(End),
     /// The call did not complete within its timeout. The connection stays

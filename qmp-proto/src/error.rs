@@ -2,13 +2,14 @@
 //! ([`SendError`]) and the peer breaking the protocol ([`ProtocolError`]).
 //! QMP error replies are ordinary results: see [`QmpError`](crate::QmpError).
 
+use crate::framing::{FrameError, Framer};
 use crate::message::QmpError;
 use alloc::string::String;
 use core::fmt;
 
 /// A command could not be accepted. Nothing was sent, and the connection is
 /// unaffected (except for [`SendError::Closed`], which says it has ended).
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SendError {
     /// The connection has ended or was closed; no more commands are taken.
@@ -27,7 +28,10 @@ pub enum SendError {
     /// The arguments did not serialize to a JSON object (or `null` for none).
     ArgumentsNotObject,
     /// The arguments could not be serialized.
-    Serialize(serde_json::Error),
+    Serialize {
+        /// serde_json's description of the problem.
+        detail: String,
+    },
 }
 
 impl fmt::Display for SendError {
@@ -47,20 +51,15 @@ impl fmt::Display for SendError {
             SendError::ArgumentsNotObject => {
                 f.write_str("command arguments must serialize to a JSON object")
             }
-            SendError::Serialize(e) => write!(f, "command arguments could not be serialized: {e}"),
+            SendError::Serialize { detail } => {
+                write!(f, "command arguments could not be serialized: {detail}")
+            }
         }
     }
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for SendError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            SendError::Serialize(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+impl std::error::Error for SendError {}
 
 /// The peer broke the protocol. Fatal: the connection ends with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +148,23 @@ impl fmt::Display for End {
             End::Local => f.write_str("the connection was closed locally"),
             End::Transport(detail) => write!(f, "transport error: {detail}"),
         }
+    }
+}
+
+impl From<FrameError> for ProtocolError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::TooLarge { limit } => ProtocolError::MessageTooLarge { limit },
+            FrameError::Truncated { buffered } => ProtocolError::Truncated { buffered },
+        }
+    }
+}
+
+/// How a stream that reached EOF ended: cleanly between messages, or not.
+pub(crate) fn end_at_eof(framer: &mut Framer) -> End {
+    match framer.finish() {
+        Ok(()) => End::PeerClosed,
+        Err(e) => End::Protocol(e.into()),
     }
 }
 

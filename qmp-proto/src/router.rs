@@ -140,7 +140,7 @@ pub enum Failure {
     /// The server answered with an error.
     Qmp(QmpError),
     /// The command was not accepted locally.
-    Rejected(SendErrorKind),
+    Rejected(SendError),
     /// The connection ended before the answer came.
     Ended(End),
     /// The wait's cursor is older than the event history: matching events
@@ -149,56 +149,6 @@ pub enum Failure {
         /// The oldest sequence number still in the history.
         oldest_kept: u64,
     },
-}
-
-/// [`SendError`] without its serde payload, so failures can be cloned to
-/// every waiter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SendErrorKind {
-    /// See [`SendError::Closed`].
-    Closed,
-    /// See [`SendError::NotReady`].
-    NotReady,
-    /// See [`SendError::OobNotNegotiated`].
-    OobNotNegotiated,
-    /// See [`SendError::QueueFull`].
-    QueueFull {
-        /// The configured queue bound.
-        limit: usize,
-    },
-    /// See [`SendError::ArgumentsNotObject`].
-    ArgumentsNotObject,
-    /// See [`SendError::Serialize`]; the text of serde_json's error.
-    Serialize(String),
-}
-
-impl From<SendError> for SendErrorKind {
-    fn from(e: SendError) -> Self {
-        match e {
-            SendError::Closed => SendErrorKind::Closed,
-            SendError::NotReady => SendErrorKind::NotReady,
-            SendError::OobNotNegotiated => SendErrorKind::OobNotNegotiated,
-            SendError::QueueFull { limit } => SendErrorKind::QueueFull { limit },
-            SendError::ArgumentsNotObject => SendErrorKind::ArgumentsNotObject,
-            SendError::Serialize(e) => SendErrorKind::Serialize(alloc::format!("{e}")),
-        }
-    }
-}
-
-impl fmt::Display for SendErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SendErrorKind::Closed => SendError::Closed.fmt(f),
-            SendErrorKind::NotReady => SendError::NotReady.fmt(f),
-            SendErrorKind::OobNotNegotiated => SendError::OobNotNegotiated.fmt(f),
-            SendErrorKind::QueueFull { limit } => SendError::QueueFull { limit: *limit }.fmt(f),
-            SendErrorKind::ArgumentsNotObject => SendError::ArgumentsNotObject.fmt(f),
-            SendErrorKind::Serialize(text) => {
-                write!(f, "command arguments could not be serialized: {text}")
-            }
-        }
-    }
 }
 
 impl fmt::Display for Failure {
@@ -406,7 +356,7 @@ impl<D: Delivery> Router<D> {
                 None
             }
             Err(e) => {
-                D::complete(call, Err(Failure::Rejected(e.into())));
+                D::complete(call, Err(Failure::Rejected(e)));
                 None
             }
         }

@@ -1,6 +1,6 @@
 //! The server role: what QEMU does, for mock servers and tests.
 
-use crate::error::{End, ProtocolError};
+use crate::error::{end_at_eof, End};
 use crate::framing::{FrameError, Framer, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::json::{push_str_literal, RawJson};
 use crate::message::{
@@ -188,18 +188,11 @@ impl Server {
                     None,
                     &QmpError::generic(format!("JSON parse error, message exceeds {limit} bytes")),
                 ),
-                Some(Err(FrameError::Truncated { buffered })) => {
-                    self.end(End::Protocol(ProtocolError::Truncated { buffered }))
+                Some(Err(e @ FrameError::Truncated { .. })) => self.end(End::Protocol(e.into())),
+                None if self.eof => {
+                    let end = end_at_eof(&mut self.framer);
+                    self.end(end)
                 }
-                None if self.eof => match self.framer.finish() {
-                    Ok(()) => self.end(End::PeerClosed),
-                    Err(FrameError::Truncated { buffered }) => {
-                        self.end(End::Protocol(ProtocolError::Truncated { buffered }))
-                    }
-                    Err(FrameError::TooLarge { limit }) => {
-                        self.end(End::Protocol(ProtocolError::MessageTooLarge { limit }))
-                    }
-                },
                 None => return None,
             }
         }
