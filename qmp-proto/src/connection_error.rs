@@ -2,8 +2,8 @@
 //! what the adapters' calls return.
 
 use crate::error::End;
-use crate::message::{ErrorClass, QmpError};
 use crate::error::SendError;
+use crate::message::{ErrorClass, QmpError};
 use crate::router::Failure;
 use std::io;
 use std::sync::Arc;
