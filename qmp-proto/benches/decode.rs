@@ -1,1 +1,265 @@
-fn main() {}
+//! Decoding recorded QEMU server streams (`tests/captures/*.s2c`), against a
+//! baseline in the same run.
+//!
+//! - `qmp-proto`: the whole capture is given to a fresh [`Client`] at once
+//!   and [`Client::poll_output`] is drained until [`ClientOutput::End`]:
+//!   framing, classification and the raw payloads, everything a user gets.
+//! - `qmp-proto-4k`: the same, fed in 4 KiB chunks as a socket would give it
+//!   (`poll_output` drained after each chunk).
+//! - `baseline`: the plain capture of the same session split at `\n` and each
+//!   line given to `serde_json::from_slice` into a struct whose members are
+//!   `Box<RawValue>`s. It needs one message per line, so for a `-pretty`
+//!   capture it decodes the plain capture of the same session: the same
+//!   messages, in fewer bytes.
+//!
+//! Throughput is in messages, the same count for a session's plain and pretty
+//! capture, so the ratio of two rows of one group is a ratio of speeds.
+//! After the run a table of those ratios is printed (from criterion's saved
+//! estimates; see BENCHMARKS.md).
+//!
+//! `cargo bench -p qmp-proto --bench decode`
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use qmp_proto::{Client, ClientConfig, ClientOutput, End};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/captures/");
+
+/// What the goal is for each kind of capture (qmp-proto / baseline).
+const GOAL_PLAIN: f64 = 0.9;
+const GOAL_PRETTY: f64 = 0.5;
+
+/// Each benchmarked capture, with the plain capture of the same session.
+const SESSIONS: &[(&str, &str)] = &[
+    ("qemu-7.2-system", "qemu-7.2-system"),
+    ("qemu-10.0-system", "qemu-10.0-system"),
+    ("qemu-7.2-storage-daemon", "qemu-7.2-storage-daemon"),
+    ("qemu-10.0-storage-daemon", "qemu-10.0-storage-daemon"),
+    ("qemu-7.2-system-pretty", "qemu-7.2-system"),
+    ("qemu-10.0-system-pretty", "qemu-10.0-system"),
+];
+
+const CHUNK: usize = 4096;
+
+/// The baseline's view of a server message: every member kept raw.
+#[derive(Deserialize)]
+#[allow(dead_code)] // read only through black_box
+struct Baseline {
+    #[serde(rename = "QMP")]
+    qmp: Option<Box<RawValue>>,
+    #[serde(rename = "return")]
+    ret: Option<Box<RawValue>>,
+    error: Option<Box<RawValue>>,
+    id: Option<Box<RawValue>>,
+    event: Option<Box<RawValue>>,
+    data: Option<Box<RawValue>>,
+    timestamp: Option<Box<RawValue>>,
+}
+
+/// Decodes a plain capture line by line; returns how many messages it held.
+fn baseline(plain: &[u8]) -> usize {
+    let mut count = 0;
+    let mut rest = plain;
+    while !rest.is_empty() {
+        let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        let line = &rest[..end];
+        rest = &rest[(end + 1).min(rest.len())..];
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let message: Baseline = serde_json::from_slice(line).expect("baseline: a bad line");
+        black_box(&message);
+        count += 1;
+    }
+    count
+}
+
+fn client() -> Client {
+    // Id 0 is the capture's command sent before negotiation; the client's
+    // qmp_capabilities must be id 1 to match the server's reply. Every other
+    // reply has an id this client never used: it is still decoded in full,
+    // then counted in `unknown_replies`.
+    Client::new(ClientConfig::default().first_id(1))
+}
+
+/// Drains the client's outputs; returns how many server messages they stand
+/// for, and the End if it came.
+fn drain(client: &mut Client) -> (usize, Option<End>) {
+    let mut messages = 0;
+    while let Some(output) = client.poll_output() {
+        match output {
+            ClientOutput::End(end) => return (messages, Some(end)),
+            // Ready is the reply to qmp_capabilities.
+            output => {
+                black_box(&output);
+                messages += 1;
+            }
+        }
+    }
+    (messages, None)
+}
+
+/// qmp-proto with the whole capture in one piece.
+fn qmp_proto(stream: &[u8]) -> usize {
+    let mut client = client();
+    client.receive(stream);
+    client.receive_eof();
+    let (messages, end) = drain(&mut client);
+    assert_eq!(end, Some(End::PeerClosed));
+    messages + client.unknown_replies() as usize
+}
+
+/// qmp-proto fed `CHUNK` bytes at a time.
+fn qmp_proto_chunked(stream: &[u8]) -> usize {
+    let mut client = client();
+    let mut messages = 0;
+    for chunk in stream.chunks(CHUNK) {
+        client.receive(chunk);
+        let (n, end) = drain(&mut client);
+        assert!(end.is_none());
+        messages += n;
+    }
+    client.receive_eof();
+    let (n, end) = drain(&mut client);
+    assert_eq!(end, Some(End::PeerClosed));
+    messages + n + client.unknown_replies() as usize
+}
+
+fn read(name: &str) -> Vec<u8> {
+    let path = format!("{CAPTURES}{name}.s2c");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+struct Row {
+    capture: &'static str,
+    pretty: bool,
+    messages: usize,
+    bytes: usize,
+    plain_bytes: usize,
+}
+
+fn main() {
+    let started = SystemTime::now();
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let mut rows = Vec::new();
+    for &(capture, plain_name) in SESSIONS {
+        let stream = read(capture);
+        let plain = read(plain_name);
+        // Every variant must decode every message, or the comparison is void.
+        let messages = baseline(&plain);
+        assert_eq!(qmp_proto(&stream), messages, "{capture}: qmp-proto");
+        assert_eq!(qmp_proto_chunked(&stream), messages, "{capture}: chunked");
+
+        let mut group = criterion.benchmark_group(format!("decode/{capture}"));
+        group.throughput(Throughput::Elements(messages as u64));
+        group.bench_with_input(BenchmarkId::from_parameter("baseline"), &plain, |b, p| {
+            b.iter(|| baseline(black_box(p)))
+        });
+        group.bench_with_input(BenchmarkId::from_parameter("qmp-proto"), &stream, |b, s| {
+            b.iter(|| qmp_proto(black_box(s)))
+        });
+        group.bench_with_input(
+            BenchmarkId::from_parameter("qmp-proto-4k"),
+            &stream,
+            |b, s| b.iter(|| qmp_proto_chunked(black_box(s))),
+        );
+        group.finish();
+        rows.push(Row {
+            capture,
+            pretty: capture != plain_name,
+            messages,
+            bytes: stream.len(),
+            plain_bytes: plain.len(),
+        });
+    }
+    criterion.final_summary();
+    // `cargo bench` passes --bench; `cargo test` runs each benchmark once.
+    if std::env::args().any(|arg| arg == "--bench") {
+        print_ratios(&rows, started);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The ratio table, from the estimates criterion saved in this run.
+
+fn criterion_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return home.into();
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(target).join("criterion");
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/criterion"))
+}
+
+/// The median time of one iteration, in ns, if this run measured it.
+fn median_ns(capture: &str, function: &str, started: SystemTime) -> Option<f64> {
+    let path = criterion_dir()
+        .join(format!("decode_{capture}"))
+        .join(function)
+        .join("new/estimates.json");
+    if std::fs::metadata(&path).ok()?.modified().ok()? < started {
+        return None; // left over from an earlier run (filtered out now)
+    }
+    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    estimates["median"]["point_estimate"].as_f64()
+}
+
+fn print_ratios(rows: &[Row], started: SystemTime) {
+    let mut table = Vec::new();
+    let mut notes = Vec::new();
+    for row in rows {
+        let (Some(base), Some(whole)) = (
+            median_ns(row.capture, "baseline", started),
+            median_ns(row.capture, "qmp-proto", started),
+        ) else {
+            continue;
+        };
+        let per_sec = |ns: f64| row.messages as f64 * 1e9 / ns;
+        let goal = if row.pretty { GOAL_PRETTY } else { GOAL_PLAIN };
+        let ratio = base / whole;
+        let chunked = median_ns(row.capture, "qmp-proto-4k", started).map_or_else(
+            || "- | -".to_string(),
+            |ns| format!("{:.0} | {:.2}", per_sec(ns), base / ns),
+        );
+        table.push(format!(
+            "| {} | {} | {} | {:.0} | {:.0} | **{ratio:.2}** | {goal} | {} | {chunked} |",
+            row.capture,
+            row.messages,
+            row.bytes,
+            per_sec(base),
+            per_sec(whole),
+            if ratio >= goal { "yes" } else { "NO" },
+        ));
+        if row.pretty {
+            let factor = row.bytes as f64 / row.plain_bytes as f64;
+            notes.push(format!(
+                "{}: in bytes/s the ratio would be {:.2} ({} bytes decoded against the baseline's {}).",
+                row.capture,
+                ratio * factor,
+                row.bytes,
+                row.plain_bytes,
+            ));
+        }
+    }
+    if table.is_empty() {
+        println!("(no estimates from this run under {:?})", criterion_dir());
+        return;
+    }
+    println!("\nMedians of this run; ratio = qmp-proto / baseline throughput, in messages/s.\n");
+    println!("| capture | messages | bytes | baseline msg/s | qmp-proto msg/s | ratio | goal | met | 4 KiB chunks msg/s | ratio |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |");
+    for line in table {
+        println!("{line}");
+    }
+    for note in notes {
+        println!("\n{note}");
+    }
+}

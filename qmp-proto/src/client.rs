@@ -4,7 +4,8 @@ use crate::error::{end_at_eof, End, ProtocolError, SendError};
 use crate::framing::{Framer, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::json::{push_str_literal, RawJson};
 use crate::message::{
-    parse_server_message, Capability, Event, Greeting, QmpError, ServerMessage, ServerParseError,
+    parse_server_message, parse_server_prefix, Capability, Event, Greeting, QmpError,
+    ServerMessage, ServerParseError,
 };
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::ToString;
@@ -339,9 +340,7 @@ impl Client {
             if self.phase == Phase::Ended {
                 return None;
             }
-            let next = self
-                .framer
-                .next_frame_with(&mut |line: &[u8]| parse_server_message(line).ok());
+            let next = self.framer.next_frame_with(&mut parse_server_prefix);
             match next {
                 Some(Ok((Some(spans), frame))) => self.handle(spans.attach(&frame)),
                 Some(Ok((None, frame))) => match parse_server_message(&frame) {

@@ -7,8 +7,16 @@
 //! JSON streamer does.
 //!
 //! The scan resumes where it stopped: bytes are looked at once however the
-//! stream is chunked, and [`memchr`] jumps between the few bytes that matter
-//! (quotes, backslashes, and the brackets of the kind that opened the message).
+//! stream is chunked. Outside strings a table says which bytes matter (the
+//! quote and the brackets of the kind that opened the message), which beats
+//! jumping between them with [`memchr`] in JSON as dense as QMP's, and the
+//! indentation of `pretty=on` output is skipped eight bytes at a time. Inside
+//! a string, eight bytes at a time are checked for a quote or backslash, and
+//! [`memchr`] takes over in a long one.
+//!
+//! The client offers each message to its parser first (`next_frame_with`):
+//! a message that has arrived whole is framed by that one parse, with no
+//! scan at all.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -52,8 +60,9 @@ impl core::fmt::Display for FrameError {
 enum Shape {
     /// Between messages: whitespace is skipped, the next byte decides.
     Between,
-    /// An object or array: ends when `depth` brackets of its own kind close.
-    Container { open: u8, close: u8, depth: usize },
+    /// An object or array (`open` is `{` or `[`): ends when `depth`
+    /// brackets of its own kind close.
+    Container { open: u8, depth: usize },
     /// A top-level string (only ever garbage in QMP, but framed correctly).
     String,
     /// A top-level bare token (number, keyword, garbage): ends at whitespace
@@ -98,6 +107,85 @@ fn is_space(b: u8) -> bool {
 fn ends_bare_token(b: u8) -> bool {
     is_space(b) || matches!(b, b'{' | b'}' | b'[' | b']' | b'"')
 }
+
+/// What the container scan does with a byte: most bytes need nothing.
+const OTHER: u8 = 0;
+const QUOTE: u8 = 1;
+const OPEN: u8 = 2;
+const CLOSE: u8 = 3;
+const NEWLINE: u8 = 4;
+
+const fn container_bytes(open: u8, close: u8) -> [u8; 256] {
+    let mut table = [OTHER; 256];
+    table[b'"' as usize] = QUOTE;
+    table[open as usize] = OPEN;
+    table[close as usize] = CLOSE;
+    table[b'\n' as usize] = NEWLINE;
+    table
+}
+
+/// Byte classes inside an object, and inside an array.
+static IN_OBJECT: [u8; 256] = container_bytes(b'{', b'}');
+static IN_ARRAY: [u8; 256] = container_bytes(b'[', b']');
+
+/// How many bytes of a string are looked at a word at a time before
+/// [`memchr`] takes over: QMP's strings are mostly shorter, and calling it
+/// costs more than it saves on them.
+const SHORT_STRING: usize = 32;
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The offset of the first quote or backslash in `rest`.
+fn quote_or_backslash(rest: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    // Eight bytes at a time; the first flagged byte of a word is exact (a
+    // borrow only ever flags bytes after a real match).
+    while at < SHORT_STRING {
+        let Some(word) = rest.get(at..).and_then(|r| r.first_chunk::<8>()) else {
+            let tail = rest.get(at..)?;
+            return tail
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\')
+                .map(|offset| at + offset);
+        };
+        let word = u64::from_le_bytes(*word);
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let flagged = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGHS;
+        if flagged != 0 {
+            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    memchr::memchr2(b'"', b'\\', &rest[at..]).map(|offset| at + offset)
+}
+
+/// Scans a string's content from `at` (just after its opening quote or an
+/// escaped byte). `Ok` is the index just after the closing quote; `Err` is
+/// the end of `buf` and whether its last byte was a backslash whose escaped
+/// byte is still to come.
+fn string_end(buf: &[u8], mut at: usize) -> Result<usize, (usize, bool)> {
+    loop {
+        let Some(offset) = quote_or_backslash(&buf[at..]) else {
+            return Err((buf.len(), false));
+        };
+        let found = at + offset;
+        if buf[found] == b'"' {
+            return Ok(found + 1);
+        }
+        if found + 1 == buf.len() {
+            return Err((buf.len(), true));
+        }
+        at = found + 2;
+    }
+}
+
+/// The parser [`Framer::next_frame_with`] offers a message to first: what
+/// it parsed from the start of the bytes, and how many bytes that took.
+pub(crate) type ParsePrefix<'a, T> = dyn FnMut(&[u8]) -> Option<(T, usize)> + 'a;
 
 /// One step of [`Framer::advance`].
 enum Step {
@@ -150,29 +238,34 @@ impl Framer {
     /// message; the framer then skips the rest of it and goes on with the
     /// next one, which is what a server wants. A client treats it as fatal.
     pub fn next_frame(&mut self) -> Option<Result<Bytes, FrameError>> {
-        self.next_frame_with(&mut |_: &[u8]| None::<()>)
+        self.next_frame_with(&mut |_: &[u8]| None::<((), usize)>)
             .map(|r| r.map(|(_, frame)| frame))
     }
 
-    /// Like [`next_frame`](Self::next_frame), but first offers a whole line
-    /// to `parse_line` when the buffer holds one at a message boundary.
+    /// Like [`next_frame`](Self::next_frame), but first offers the buffered
+    /// bytes to `parse_prefix` when an object starts at the front of the
+    /// buffer.
     ///
-    /// Most QEMU messages are exactly one line, and a line that parses as a
-    /// complete message by itself is exactly the frame the depth scan would
-    /// find (a valid JSON value followed by whitespace), so the scan can be
-    /// skipped. When `parse_line` returns `None` the framer scans as usual;
-    /// the result is the same for any chunking. The returned frame is the
-    /// line including its line ending.
+    /// `parse_prefix` is given the bytes from the object's first byte on (at
+    /// most the maximum message size of them) and returns what it parsed and
+    /// how many bytes that took, when they begin with a complete, valid JSON
+    /// object. Such an object is exactly the frame the depth scan would find,
+    /// so the scan is skipped: a message that has arrived whole is looked at
+    /// once, by the parser. When `parse_prefix` returns `None` (the object is
+    /// incomplete or invalid, or not wanted) the framer scans as usual and
+    /// does not offer that message again, so a message is offered at most
+    /// once however it is chunked, and the frames are the same for any
+    /// chunking.
     pub(crate) fn next_frame_with<T>(
         &mut self,
-        parse_line: &mut dyn FnMut(&[u8]) -> Option<T>,
+        parse_prefix: &mut ParsePrefix<'_, T>,
     ) -> Option<Result<(Option<T>, Bytes), FrameError>> {
         loop {
             if self.shape == Shape::Between {
                 self.skip_space();
                 let first = *self.buf.first()?;
                 if first == b'{' {
-                    if let Some(found) = self.try_line(parse_line) {
+                    if let Some(found) = self.try_prefix(parse_prefix) {
                         return Some(Ok(found));
                     }
                 }
@@ -243,17 +336,17 @@ impl Framer {
         self.consume(n);
     }
 
-    /// The one-line fast path: see [`next_frame_with`](Self::next_frame_with).
-    fn try_line<T>(
+    /// The parse-first fast path: see [`next_frame_with`](Self::next_frame_with).
+    fn try_prefix<T>(
         &mut self,
-        parse_line: &mut dyn FnMut(&[u8]) -> Option<T>,
+        parse_prefix: &mut ParsePrefix<'_, T>,
     ) -> Option<(Option<T>, Bytes)> {
-        let newline = memchr::memchr(b'\n', &self.buf)?;
-        if newline >= self.max {
-            return None;
+        let offered = self.buf.len().min(self.max);
+        let (parsed, len) = parse_prefix(&self.buf[..offered])?;
+        if len == 0 || len > offered {
+            return None; // not a frame of what was offered: scan instead
         }
-        let parsed = parse_line(&self.buf[..=newline])?;
-        Some((Some(parsed), self.take(newline + 1)))
+        Some((Some(parsed), self.take(len)))
     }
 
     fn begin(&mut self, first: u8) {
@@ -261,14 +354,8 @@ impl Framer {
         self.in_string = false;
         self.escape = false;
         self.shape = match first {
-            b'{' => Shape::Container {
-                open: b'{',
-                close: b'}',
-                depth: 1,
-            },
-            b'[' => Shape::Container {
-                open: b'[',
-                close: b']',
+            b'{' | b'[' => Shape::Container {
+                open: first,
                 depth: 1,
             },
             b'"' => Shape::String,
@@ -293,39 +380,53 @@ impl Framer {
                 }
             }
             Shape::String => {
-                self.in_string = true;
-                match self.scan_string() {
-                    true => Step::Complete(self.scanned),
+                let (end, closed) = self.scan_string(self.scanned);
+                self.scanned = end;
+                match closed {
+                    true => Step::Complete(end),
                     false => Step::NeedMore,
                 }
             }
-            Shape::Container {
-                open,
-                close,
-                mut depth,
-            } => {
-                let step = loop {
-                    if self.in_string && !self.scan_string() {
-                        break Step::NeedMore;
-                    }
-                    let rest = &self.buf[self.scanned..];
-                    let Some(at) = memchr::memchr3(b'"', open, close, rest) else {
-                        self.scanned = self.buf.len();
-                        break Step::NeedMore;
-                    };
-                    let byte = rest[at];
-                    self.scanned += at + 1;
-                    if byte == b'"' {
-                        self.in_string = true;
-                    } else if byte == close {
-                        depth -= 1;
-                        if depth == 0 {
-                            break Step::Complete(self.scanned);
+            Shape::Container { open, mut depth } => {
+                let table = if open == b'{' { &IN_OBJECT } else { &IN_ARRAY };
+                let mut at = self.scanned;
+                let step = 'scan: loop {
+                    if self.in_string {
+                        let (end, closed) = self.scan_string(at);
+                        at = end;
+                        if !closed {
+                            break Step::NeedMore;
                         }
-                    } else {
-                        depth += 1;
+                        self.in_string = false;
                     }
+                    let buf = &self.buf[..];
+                    while let Some(&byte) = buf.get(at) {
+                        at += 1;
+                        let class = table[usize::from(byte)];
+                        if class == OTHER {
+                            continue;
+                        }
+                        if class == QUOTE {
+                            self.in_string = true;
+                            continue 'scan;
+                        }
+                        if class == NEWLINE {
+                            // Pretty output indents every line.
+                            while buf.get(at..at + 8) == Some(&[b' '; 8][..]) {
+                                at += 8;
+                            }
+                        } else if class == OPEN {
+                            depth += 1;
+                        } else {
+                            depth -= 1;
+                            if depth == 0 {
+                                break 'scan Step::Complete(at);
+                            }
+                        }
+                    }
+                    break Step::NeedMore;
                 };
+                self.scanned = at;
                 if let Shape::Container { depth: d, .. } = &mut self.shape {
                     *d = depth;
                 }
@@ -334,27 +435,22 @@ impl Framer {
         }
     }
 
-    /// Scans inside a string; true when its closing quote was consumed.
-    fn scan_string(&mut self) -> bool {
-        loop {
-            if self.escape {
-                if self.scanned >= self.buf.len() {
-                    return false;
-                }
-                self.scanned += 1;
-                self.escape = false;
+    /// Scans inside a string from `at`, a pending escaped byte first.
+    /// Returns where the scan stopped and whether the string closed there.
+    fn scan_string(&mut self, mut at: usize) -> (usize, bool) {
+        if self.escape {
+            if at >= self.buf.len() {
+                return (at, false);
             }
-            let rest = &self.buf[self.scanned..];
-            let Some(at) = memchr::memchr2(b'"', b'\\', rest) else {
-                self.scanned = self.buf.len();
-                return false;
-            };
-            self.scanned += at + 1;
-            if rest[at] == b'"' {
-                self.in_string = false;
-                return true;
+            at += 1;
+            self.escape = false;
+        }
+        match string_end(&self.buf, at) {
+            Ok(end) => (end, true),
+            Err((end, escape)) => {
+                self.escape = escape;
+                (end, false)
             }
-            self.escape = true;
         }
     }
 
@@ -372,5 +468,284 @@ impl Framer {
     fn consume(&mut self, len: usize) {
         self.consumed_total += len as u64;
         self.buf.advance(len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// What a framer gave for a stream: every `next_frame` result, in order,
+    /// and what `finish` said at the end.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Framed {
+        frames: Vec<Result<Vec<u8>, FrameError>>,
+        finish: Result<(), FrameError>,
+    }
+
+    fn drain(framer: &mut Framer, frames: &mut Vec<Result<Vec<u8>, FrameError>>) {
+        while let Some(frame) = framer.next_frame() {
+            frames.push(frame.map(|bytes| bytes.to_vec()));
+        }
+    }
+
+    /// Pushes `chunks` one by one, draining the frames after each.
+    fn frame_chunks(max: usize, chunks: &[&[u8]]) -> Framed {
+        let mut framer = Framer::new(max);
+        let mut frames = Vec::new();
+        for chunk in chunks {
+            framer.push(chunk);
+            drain(&mut framer, &mut frames);
+        }
+        let finish = framer.finish();
+        assert_eq!(framer.buffered(), 0, "finish leaves the framer empty");
+        Framed { frames, finish }
+    }
+
+    fn ok_frames(expected: &[&str]) -> Framed {
+        Framed {
+            frames: expected.iter().map(|f| Ok(f.as_bytes().to_vec())).collect(),
+            finish: Ok(()),
+        }
+    }
+
+    /// Frames `stream` whole, byte by byte, and split in two at every
+    /// position, and checks every chunking gives `expected`.
+    fn assert_frames_for_every_split(max: usize, stream: &str, expected: &Framed) {
+        let bytes = stream.as_bytes();
+        assert_eq!(&frame_chunks(max, &[bytes]), expected, "whole");
+        let single_bytes: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(&frame_chunks(max, &single_bytes), expected, "byte by byte");
+        for at in 0..=bytes.len() {
+            let (head, tail) = bytes.split_at(at);
+            assert_eq!(&frame_chunks(max, &[head, tail]), expected, "split at {at}");
+        }
+    }
+
+    /// Like `assert_frames_for_every_split` for a stream of good frames.
+    fn assert_ok_frames_for_every_split(stream: &str, expected: &[&str]) {
+        assert_frames_for_every_split(DEFAULT_MAX_MESSAGE_SIZE, stream, &ok_frames(expected));
+    }
+
+    #[test]
+    fn crlf_terminated_objects_are_framed_without_the_line_ending() {
+        let stream = "{\"return\": {}, \"id\": 1}\r\n{\"event\": \"STOP\"}\r\n";
+        assert_ok_frames_for_every_split(
+            stream,
+            &["{\"return\": {}, \"id\": 1}", "{\"event\": \"STOP\"}"],
+        );
+    }
+
+    #[test]
+    fn pretty_multi_line_object_is_one_frame() {
+        let message = concat!(
+            "{\r\n",
+            "    \"return\": {\r\n",
+            "        \"status\": \"running\",\r\n",
+            "        \"list\": [\r\n",
+            "            1,\r\n",
+            "            {}\r\n",
+            "        ]\r\n",
+            "    },\r\n",
+            "    \"id\": 2\r\n",
+            "}"
+        );
+        let stream = alloc::format!("{message}\r\n{message}\r\n");
+        assert_ok_frames_for_every_split(&stream, &[message, message]);
+    }
+
+    #[test]
+    fn strings_with_brackets_quotes_and_backslashes_split_anywhere() {
+        let tricky = r#"{"s": "}{][", "q": "say \"hi\" {", "b": "back\\", "e": "\\\"}\\\\"}"#;
+        let string_at_top = r#""top } { \" \\""#;
+        let stream = alloc::format!("{tricky}\r\n{string_at_top}\n{{\"after\": [\"]\"]}}\n");
+        assert_ok_frames_for_every_split(&stream, &[tricky, string_at_top, r#"{"after": ["]"]}"#]);
+    }
+
+    #[test]
+    fn escape_split_across_chunks_does_not_end_the_string() {
+        // The chunk ends right after a backslash: the quote that follows is
+        // escaped, not the end of the string.
+        let mut framer = Framer::new(1024);
+        framer.push(br#"{"s": "a\"#);
+        assert!(framer.next_frame().is_none());
+        framer.push(br#""}"#);
+        assert!(
+            framer.next_frame().is_none(),
+            "the escaped quote closed the string"
+        );
+        framer.push(br#""}"#);
+        let frame = framer.next_frame().unwrap().unwrap();
+        assert_eq!(&frame[..], br#"{"s": "a\"}"}"#);
+        // An escaped backslash split from the quote that really ends the string.
+        framer.push(br#"{"s": "\\"#);
+        assert!(framer.next_frame().is_none());
+        framer.push(br#""}"#);
+        assert_eq!(
+            &framer.next_frame().unwrap().unwrap()[..],
+            br#"{"s": "\\"}"#
+        );
+        assert_eq!(framer.finish(), Ok(()));
+    }
+
+    #[test]
+    fn nested_objects_and_arrays_end_at_the_matching_bracket() {
+        let object = r#"{"a": [{"b": [1, {"c": {}}]}, []], "d": {"e": [[{}]]}}"#;
+        let array = r#"[1, [2, {"x": [3, "]"]}], {"y": "["}]"#;
+        let stream = alloc::format!("{object}{array}\n");
+        assert_ok_frames_for_every_split(&stream, &[object, array]);
+    }
+
+    #[test]
+    fn bare_tokens_and_stray_closing_brackets_are_frames_of_their_own() {
+        // A bare token ends before whitespace or a bracket or quote, so a
+        // stray closing bracket never swallows the object after it.
+        let stream = "} 123 true]\"s\"null}{\"a\": 1}\n] 4";
+        // The last token may go on in the next read: at the end it is
+        // unfinished.
+        let expected = Framed {
+            finish: Err(FrameError::Truncated { buffered: 1 }),
+            ..ok_frames(&[
+                "}",
+                "123",
+                "true",
+                "]",
+                "\"s\"",
+                "null",
+                "}",
+                "{\"a\": 1}",
+                "]",
+            ])
+        };
+        assert_frames_for_every_split(DEFAULT_MAX_MESSAGE_SIZE, stream, &expected);
+    }
+
+    #[test]
+    fn back_to_back_objects_without_separator() {
+        let stream = r#"{"execute": "a"}{"execute": "b", "id": {"n": [1]}}[]{}"#;
+        assert_ok_frames_for_every_split(
+            stream,
+            &[
+                r#"{"execute": "a"}"#,
+                r#"{"execute": "b", "id": {"n": [1]}}"#,
+                "[]",
+                "{}",
+            ],
+        );
+    }
+
+    #[test]
+    fn message_at_the_limit_passes_and_one_byte_more_does_not() {
+        let at_limit = r#"{"k": "123456"}"#;
+        let max = at_limit.len();
+        let over = r#"{"k": "1234567"}"#;
+        let stream = alloc::format!("{at_limit}\r\n{over}\r\n{at_limit}\r\n");
+        let expected = Framed {
+            frames: alloc::vec![
+                Ok(at_limit.as_bytes().to_vec()),
+                Err(FrameError::TooLarge { limit: max }),
+                Ok(at_limit.as_bytes().to_vec()),
+            ],
+            finish: Ok(()),
+        };
+        assert_frames_for_every_split(max, &stream, &expected);
+    }
+
+    #[test]
+    fn oversize_message_is_reported_once_and_the_next_one_is_framed() {
+        let big = r#"{"data": "}}}}{{{{\"\\ [[[]]] padding padding padding", "more": [1, 2, 3]}"#;
+        let stream = alloc::format!("{big}\r\n{{\"ok\": 1}}\r\n");
+        let expected = Framed {
+            frames: alloc::vec![
+                Err(FrameError::TooLarge { limit: 16 }),
+                Ok(b"{\"ok\": 1}".to_vec()),
+            ],
+            finish: Ok(()),
+        };
+        assert_frames_for_every_split(16, &stream, &expected);
+    }
+
+    #[test]
+    fn oversize_message_pushed_in_chunks_keeps_memory_bounded() {
+        const LIMIT: usize = 4096;
+        const CHUNK: usize = 1000;
+        // A 10 MB string with brackets, quotes and escapes in it.
+        let filler = "ab{c}[d]\\\"e ".repeat(CHUNK / 12);
+        let mut framer = Framer::new(LIMIT);
+        let mut frames = Vec::new();
+        let mut most_buffered = 0;
+        let mut pushed = 0u64;
+        let mut push = |framer: &mut Framer, bytes: &[u8], frames: &mut Vec<_>| {
+            framer.push(bytes);
+            pushed += bytes.len() as u64;
+            drain(framer, frames);
+            most_buffered = most_buffered.max(framer.buffered());
+        };
+        push(&mut framer, b"{\"huge\": [\"", &mut frames);
+        for _ in 0..10_000 {
+            push(&mut framer, filler.as_bytes(), &mut frames);
+        }
+        push(&mut framer, b"\"]}\r\n{\"after\": true}\r\n", &mut frames);
+        assert_eq!(
+            frames,
+            alloc::vec![
+                Err(FrameError::TooLarge { limit: LIMIT }),
+                Ok(b"{\"after\": true}".to_vec())
+            ]
+        );
+        assert!(
+            most_buffered <= LIMIT + filler.len(),
+            "{most_buffered} bytes were kept for a message over {LIMIT}"
+        );
+        assert_eq!(framer.buffered(), 0);
+        assert_eq!(framer.consumed(), pushed);
+        assert_eq!(framer.finish(), Ok(()));
+    }
+
+    #[test]
+    fn end_inside_an_oversize_message_is_not_reported_again() {
+        let mut framer = Framer::new(8);
+        framer.push(b"{\"a\": \"0123456789");
+        assert_eq!(
+            framer.next_frame(),
+            Some(Err(FrameError::TooLarge { limit: 8 }))
+        );
+        assert_eq!(framer.next_frame(), None);
+        assert_eq!(framer.finish(), Ok(()));
+    }
+
+    #[test]
+    fn finish_inside_a_message_is_truncated() {
+        for partial in [
+            "{\"a\": [1, ",
+            "{\"a\": \"b\\",
+            "[[]",
+            "\"open string",
+            "123",
+        ] {
+            let stream = alloc::format!("{{}}\r\n  {partial}");
+            let expected = Framed {
+                frames: alloc::vec![Ok(b"{}".to_vec())],
+                finish: Err(FrameError::Truncated {
+                    buffered: partial.len(),
+                }),
+            };
+            assert_frames_for_every_split(DEFAULT_MAX_MESSAGE_SIZE, &stream, &expected);
+        }
+    }
+
+    #[test]
+    fn finish_between_messages_is_clean_and_the_framer_can_be_reused() {
+        let mut framer = Framer::new(64);
+        framer.push(b"{\"a\": 1}\r\n \t\r\n");
+        assert_eq!(&framer.next_frame().unwrap().unwrap()[..], b"{\"a\": 1}");
+        assert_eq!(framer.finish(), Ok(()));
+        framer.push(b"{\"b\": [");
+        assert_eq!(framer.next_frame(), None);
+        assert_eq!(framer.finish(), Err(FrameError::Truncated { buffered: 7 }));
+        framer.push(b"{\"c\": 3}");
+        assert_eq!(&framer.next_frame().unwrap().unwrap()[..], b"{\"c\": 3}");
+        assert_eq!(framer.consumed(), 14 + 7 + 8);
     }
 }

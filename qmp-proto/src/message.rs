@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
+mod fast;
+
 /// The version triple inside [`Version`].
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, Serialize,
@@ -265,7 +267,7 @@ struct ServerWire<'a> {
 }
 
 /// A server message parsed from a slice, payloads as spans of that slice.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ServerMessageSpans {
     Greeting(Greeting),
     Reply {
@@ -299,17 +301,95 @@ pub(crate) enum ServerParseError {
     Unrecognized,
 }
 
+/// Parses one server message, the whole of `slice` (whitespace may follow
+/// it): by the fast path when it is sure, else by serde_json.
 pub(crate) fn parse_server_message(slice: &[u8]) -> Result<ServerMessageSpans, ServerParseError> {
+    if let Some((message, len)) = parse_server_prefix(slice) {
+        if slice[len..]
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        {
+            return Ok(message);
+        }
+    }
+    parse_server_message_serde(slice)
+}
+
+/// The server message at the start of `bytes`, which may go on past it, and
+/// its length, when the fast path ([`fast`]) is sure of it. `None` leaves it
+/// to [`parse_server_message_serde`], errors included: whatever this returns
+/// is what that would have returned for `&bytes[..len]`.
+pub(crate) fn parse_server_prefix(bytes: &[u8]) -> Option<(ServerMessageSpans, usize)> {
+    let (found, len) = fast::object_members(bytes)?;
+    let text = |span: &Span| &bytes[span.clone()];
+    let error = match &found.error {
+        Some(span) => serde_json::from_slice::<Option<QmpError>>(text(span)).ok()?,
+        None => None,
+    };
+    let timestamp = match &found.timestamp {
+        Some(span) => serde_json::from_slice::<Option<Timestamp>>(text(span)).ok()?,
+        None => None,
+    };
+    let event = match &found.event {
+        Some(span) => match text(span) {
+            b"null" => None,
+            // A string without escapes (an event name always is one).
+            [b'"', name @ .., b'"'] if !name.contains(&b'\\') => {
+                Some(Cow::Borrowed(core::str::from_utf8(name).ok()?))
+            }
+            _ => return None,
+        },
+        None => None,
+    };
+    let members = Members {
+        greeting: found.greeting.as_ref().map(text),
+        ret: found.ret,
+        error,
+        id: found.id,
+        event,
+        data: found.data,
+        timestamp,
+    };
+    Some((classify(members).ok()?, len))
+}
+
+/// The reference parse, with serde_json: the slow path's, and the final
+/// word on what is an error and how it reads.
+fn parse_server_message_serde(slice: &[u8]) -> Result<ServerMessageSpans, ServerParseError> {
     let wire: ServerWire<'_> = serde_json::from_slice(slice).map_err(ServerParseError::Json)?;
     let span = |raw: &RawValue| range_in(slice, raw.get());
+    classify(Members {
+        greeting: wire.greeting.map(|raw| raw.get().as_bytes()),
+        ret: wire.ret.map(span),
+        error: wire.error,
+        id: wire.id.map(span),
+        event: wire.event,
+        data: wire.data.map(span),
+        timestamp: wire.timestamp,
+    })
+}
+
+/// What a server message is classified by, however it was parsed.
+struct Members<'a> {
+    /// The text of the `QMP` member.
+    greeting: Option<&'a [u8]>,
+    ret: Option<Span>,
+    error: Option<QmpError>,
+    id: Option<Span>,
+    event: Option<Cow<'a, str>>,
+    data: Option<Span>,
+    timestamp: Option<Timestamp>,
+}
+
+fn classify(wire: Members<'_>) -> Result<ServerMessageSpans, ServerParseError> {
     if let Some(name) = wire.event {
         return Ok(ServerMessageSpans::Event {
             name: name.into_owned(),
-            data: wire.data.map(span),
+            data: wire.data,
             timestamp: wire.timestamp.unwrap_or_default(),
         });
     }
-    let id = wire.id.map(span);
+    let id = wire.id;
     if let Some(error) = wire.error {
         return Ok(ServerMessageSpans::Reply {
             id,
@@ -319,11 +399,11 @@ pub(crate) fn parse_server_message(slice: &[u8]) -> Result<ServerMessageSpans, S
     if let Some(ret) = wire.ret {
         return Ok(ServerMessageSpans::Reply {
             id,
-            result: Ok(span(ret)),
+            result: Ok(ret),
         });
     }
     if let Some(greeting) = wire.greeting {
-        let greeting = serde_json::from_str(greeting.get()).map_err(ServerParseError::Json)?;
+        let greeting = serde_json::from_slice(greeting).map_err(ServerParseError::Json)?;
         return Ok(ServerMessageSpans::Greeting(greeting));
     }
     Err(ServerParseError::Unrecognized)

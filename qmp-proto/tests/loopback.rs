@@ -34,9 +34,15 @@ impl Link {
         }
     }
 
-    /// A link whose negotiation is done, its outputs cleared.
-    fn negotiated(client: ClientConfig, server: ServerConfig) -> Link {
-        let mut link = Link::new(client, server);
+    /// A client configured so, and a default server.
+    fn with_client(client: ClientConfig) -> Link {
+        Link::new(client, ServerConfig::default())
+    }
+
+    /// A link to a default server whose negotiation is done, its outputs
+    /// cleared.
+    fn negotiated(client: ClientConfig) -> Link {
+        let mut link = Link::with_client(client);
         link.pump();
         assert!(
             matches!(
@@ -52,8 +58,20 @@ impl Link {
         link
     }
 
+    /// A negotiated link whose client keeps one command in flight at most.
+    fn one_at_a_time() -> Link {
+        Link::negotiated(ClientConfig::default().max_in_flight(1))
+    }
+
+    /// Forgets `id`, which was pending: only the first time counts.
+    fn forget(&mut self, id: RequestId) {
+        assert!(self.client.forget(id));
+        assert!(!self.client.forget(id), "forgotten only once");
+        assert!(!self.client.is_pending(id));
+    }
+
     fn default_negotiated() -> Link {
-        Link::negotiated(ClientConfig::default(), ServerConfig::default())
+        Link::negotiated(ClientConfig::default())
     }
 
     /// Moves bytes both ways, draining both machines after every input, until
@@ -198,7 +216,7 @@ fn negotiation_enables_oob_only_when_offered_and_wanted() {
 
 #[test]
 fn commands_issued_before_negotiation_wait_for_it() {
-    let mut link = Link::new(ClientConfig::default(), ServerConfig::default());
+    let mut link = Link::with_client(ClientConfig::default());
     let first = link.client.execute("query-version", &()).unwrap();
     let second = link.client.execute("query-name", &()).unwrap();
     assert_eq!(
@@ -260,10 +278,7 @@ fn error_replies_are_results_not_failures() {
 
 #[test]
 fn execute_oob_needs_negotiated_oob() {
-    let mut link = Link::new(
-        ClientConfig::default().want_oob(true),
-        ServerConfig::default(),
-    );
+    let mut link = Link::with_client(ClientConfig::default().want_oob(true));
     assert!(matches!(
         link.client.execute_oob("query-name", &()),
         Err(SendError::NotReady)
@@ -275,10 +290,7 @@ fn execute_oob_needs_negotiated_oob() {
     );
     assert!(link.commands.is_empty(), "the refused command was not sent");
 
-    let mut without = Link::negotiated(
-        ClientConfig::default().want_oob(false),
-        ServerConfig::default(),
-    );
+    let mut without = Link::negotiated(ClientConfig::default().want_oob(false));
     assert!(matches!(
         without.client.execute_oob("query-name", &()),
         Err(SendError::OobNotNegotiated)
@@ -288,10 +300,7 @@ fn execute_oob_needs_negotiated_oob() {
 
 #[test]
 fn oob_command_is_sent_as_exec_oob_and_answered() {
-    let mut link = Link::negotiated(
-        ClientConfig::default().want_oob(true),
-        ServerConfig::default(),
-    );
+    let mut link = Link::negotiated(ClientConfig::default().want_oob(true));
     let id = link.client.execute_oob("query-name", &()).unwrap();
     link.pump();
     assert!(link.commands[0].oob);
@@ -303,10 +312,7 @@ fn oob_command_is_sent_as_exec_oob_and_answered() {
 
 #[test]
 fn commands_past_the_window_wait_for_free_slots_and_oob_skips_the_window() {
-    let mut link = Link::negotiated(
-        ClientConfig::default().want_oob(true),
-        ServerConfig::default(),
-    );
+    let mut link = Link::negotiated(ClientConfig::default().want_oob(true));
     let window = link.client.config().max_in_flight;
     assert_eq!(window, 8, "QEMU's limit is the default");
     let names: Vec<String> = (0..window + 2).map(|i| format!("cmd-{i}")).collect();
@@ -333,10 +339,7 @@ fn commands_past_the_window_wait_for_free_slots_and_oob_skips_the_window() {
 
 #[test]
 fn commands_queued_before_negotiation_are_sent_up_to_the_window() {
-    let mut link = Link::new(
-        ClientConfig::default().max_in_flight(2),
-        ServerConfig::default(),
-    );
+    let mut link = Link::with_client(ClientConfig::default().max_in_flight(2));
     for name in ["a", "b", "c"] {
         link.client.execute(name, &()).unwrap();
     }
@@ -348,7 +351,7 @@ fn commands_queued_before_negotiation_are_sent_up_to_the_window() {
 #[test]
 fn full_queue_refuses_and_sends_nothing() {
     let config = ClientConfig::default().max_in_flight(1).max_queued(2);
-    let mut link = Link::negotiated(config, ServerConfig::default());
+    let mut link = Link::negotiated(config);
     link.execute("sent");
     link.execute("queued-1");
     link.execute("queued-2");
@@ -367,15 +370,10 @@ fn full_queue_refuses_and_sends_nothing() {
 
 #[test]
 fn forgotten_queued_command_is_never_sent() {
-    let mut link = Link::negotiated(
-        ClientConfig::default().max_in_flight(1),
-        ServerConfig::default(),
-    );
+    let mut link = Link::one_at_a_time();
     let sent = link.execute("sent");
     let queued = link.execute("queued");
-    assert!(link.client.forget(queued));
-    assert!(!link.client.forget(queued), "forgotten only once");
-    assert!(!link.client.is_pending(queued));
+    link.forget(queued);
     assert_eq!(link.client.queued(), 0);
     link.assert_next_answer_reaches(sent);
     assert!(
@@ -387,14 +385,9 @@ fn forgotten_queued_command_is_never_sent() {
 
 #[test]
 fn forgotten_sent_command_keeps_its_slot_and_its_reply_is_dropped() {
-    let mut link = Link::negotiated(
-        ClientConfig::default().max_in_flight(1),
-        ServerConfig::default(),
-    );
+    let mut link = Link::one_at_a_time();
     let forgotten = link.execute("forgotten");
-    assert!(link.client.forget(forgotten));
-    assert!(!link.client.forget(forgotten), "forgotten only once");
-    assert!(!link.client.is_pending(forgotten));
+    link.forget(forgotten);
     let next = link.execute("next");
     assert_eq!((link.client.in_flight(), link.client.queued()), (1, 1));
     assert_eq!(link.received_names(), ["forgotten"]);
@@ -447,7 +440,7 @@ fn error_without_id_is_unattributed() {
 
 #[test]
 fn events_are_delivered_after_negotiation_only() {
-    let mut link = Link::new(ClientConfig::default(), ServerConfig::default());
+    let mut link = Link::with_client(ClientConfig::default());
     let early = link.server.send_event("STOP", &(), Timestamp::default());
     assert!(!early.unwrap(), "no event before negotiation");
     link.pump();
@@ -594,10 +587,7 @@ fn eof_inside_a_message_is_truncated() {
 #[test]
 fn oversize_message_ends_the_connection() {
     let limit = 256;
-    let mut link = Link::negotiated(
-        ClientConfig::default().max_message_size(limit),
-        ServerConfig::default(),
-    );
+    let mut link = Link::negotiated(ClientConfig::default().max_message_size(limit));
     let id = link.execute("query-qmp-schema");
     let command = link.commands.pop_front().unwrap();
     link.server

@@ -1,0 +1,547 @@
+//! The fast path for server messages: one pass over the bytes that checks
+//! they begin with a valid JSON object, finds where it ends, and locates its
+//! top-level members.
+//!
+//! serde_json does the same work more generally, and skips the whitespace of
+//! `pretty=on` output a byte at a time; here runs of indentation are skipped
+//! eight bytes at a time and string contents a word at a time. This pass is
+//! stricter than serde_json, never looser: whenever it is unsure (a key or an
+//! event name with escapes, a known member given twice, nesting deeper than
+//! [`MAX_DEPTH`], invalid UTF-8, anything invalid or incomplete) it gives up,
+//! and the caller parses with serde_json, which has the last word on what a
+//! message means and on error messages.
+
+use core::ops::Range;
+
+/// The deepest nesting this pass follows (serde_json follows any).
+const MAX_DEPTH: u32 = 128;
+
+/// The members of a server message the classification looks at, as spans of
+/// the bytes; other members are checked and skipped.
+#[derive(Debug, Default)]
+pub(super) struct Members {
+    pub(super) greeting: Option<Range<usize>>,
+    pub(super) ret: Option<Range<usize>>,
+    pub(super) error: Option<Range<usize>>,
+    pub(super) id: Option<Range<usize>>,
+    pub(super) event: Option<Range<usize>>,
+    pub(super) data: Option<Range<usize>>,
+    pub(super) timestamp: Option<Range<usize>>,
+}
+
+/// The object at the start of `bytes` (which may go on past it): its members
+/// and its length. `None` when `bytes` do not start with a complete, valid
+/// JSON object this pass is sure about.
+pub(super) fn object_members(bytes: &[u8]) -> Option<(Members, usize)> {
+    let mut cursor = Cursor {
+        buf: bytes,
+        at: 0,
+        non_ascii: false,
+    };
+    if cursor.peek()? != b'{' {
+        return None;
+    }
+    cursor.at = 1;
+    cursor.skip_space();
+    let mut members = Members::default();
+    if cursor.peek()? == b'}' {
+        return Some((members, cursor.at + 1));
+    }
+    loop {
+        let key_start = cursor.at + 1;
+        let escaped = cursor.key()?;
+        // The key's bytes and its closing quote: compared with the quote, a
+        // known key cannot match a longer one.
+        let key = &bytes[key_start..];
+        let start = cursor.at;
+        cursor.value()?;
+        if escaped {
+            return None; // matching it would need unescaping: serde's job
+        }
+        let slot = if key.starts_with(b"return\"") {
+            Some(&mut members.ret)
+        } else if key.starts_with(b"id\"") {
+            Some(&mut members.id)
+        } else if key.starts_with(b"event\"") {
+            Some(&mut members.event)
+        } else if key.starts_with(b"data\"") {
+            Some(&mut members.data)
+        } else if key.starts_with(b"timestamp\"") {
+            Some(&mut members.timestamp)
+        } else if key.starts_with(b"error\"") {
+            Some(&mut members.error)
+        } else if key.starts_with(b"QMP\"") {
+            Some(&mut members.greeting)
+        } else {
+            None
+        };
+        if let Some(slot) = slot {
+            if slot.replace(start..cursor.at).is_some() {
+                return None; // serde refuses a duplicate field
+            }
+        }
+        cursor.skip_space();
+        match cursor.peek()? {
+            b',' => {
+                cursor.at += 1;
+                cursor.skip_space();
+            }
+            b'}' => {
+                cursor.at += 1;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    let len = cursor.at;
+    if cursor.non_ascii && core::str::from_utf8(&bytes[..len]).is_err() {
+        return None;
+    }
+    Some((members, len))
+}
+
+/// Whether a byte inside a string needs a look: the quote, the backslash,
+/// control characters and non-ASCII bytes.
+fn is_special(byte: u8) -> bool {
+    !(0x20..0x80).contains(&byte) || byte == b'"' || byte == b'\\'
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The offset of the first special byte of `rest` (see [`is_special`]).
+/// Eight bytes at a time: the first flagged byte of a word is exact (a
+/// borrow only ever flags bytes after a real match).
+fn first_special(rest: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while let Some(word) = rest.get(at..).and_then(|r| r.first_chunk::<8>()) {
+        let word = u64::from_le_bytes(*word);
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let flagged = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (word.wrapping_sub(ONES * 0x20) & !word)
+            | word)
+            & HIGHS;
+        if flagged != 0 {
+            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = rest.get(at..)?;
+    let offset = tail.iter().position(|&b| is_special(b))?;
+    Some(at + offset)
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    at: usize,
+    /// A byte of 0x80 or more was seen (inside a string): the UTF-8 is
+    /// checked once at the end.
+    non_ascii: bool,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.buf.get(self.at).copied()
+    }
+
+    #[inline(always)]
+    fn skip_space(&mut self) {
+        while let Some(&byte) = self.buf.get(self.at) {
+            match byte {
+                b' ' | b'\t' | b'\r' => self.at += 1,
+                b'\n' => {
+                    self.at += 1;
+                    // Pretty output indents every line.
+                    while self.buf.get(self.at..self.at + 8) == Some(&[b' '; 8][..]) {
+                        self.at += 8;
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// The rest of a string, after its opening quote. Returns whether it
+    /// had escapes.
+    #[inline(always)]
+    fn string(&mut self) -> Option<bool> {
+        let mut escaped = false;
+        loop {
+            let rest = self.buf.get(self.at..)?;
+            let offset = first_special(rest)?;
+            let byte = rest[offset];
+            self.at += offset + 1;
+            if byte == b'"' {
+                return Some(escaped);
+            }
+            if byte == b'\\' {
+                escaped = true;
+                self.escape()?;
+            } else if byte >= 0x80 {
+                self.non_ascii = true;
+            } else {
+                return None; // a control character
+            }
+        }
+    }
+
+    /// The rest of an escape, after its backslash.
+    fn escape(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 1,
+            b'u' => {
+                let hex = self.buf.get(self.at + 1..self.at + 5)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                self.at += 5;
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// One or more digits.
+    fn digits(&mut self) -> Option<()> {
+        if !self.peek()?.is_ascii_digit() {
+            return None;
+        }
+        self.at += 1;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.at += 1;
+        }
+        Some(())
+    }
+
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        if self.peek()? == b'0' {
+            self.at += 1;
+        } else {
+            self.digits()?;
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            self.digits()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            self.digits()?;
+        }
+        Some(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if self.buf.get(self.at..self.at + word.len())? != word {
+            return None;
+        }
+        self.at += word.len();
+        Some(())
+    }
+
+    /// A member's key, its colon and the space after. Returns whether the
+    /// key had escapes.
+    #[inline(always)]
+    fn key(&mut self) -> Option<bool> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        self.at += 1;
+        let escaped = self.string()?;
+        self.skip_space();
+        if self.peek()? != b':' {
+            return None;
+        }
+        self.at += 1;
+        self.skip_space();
+        Some(escaped)
+    }
+
+    /// One value, at its first byte; the cursor ends just after it.
+    fn value(&mut self) -> Option<()> {
+        // The open containers, innermost in the lowest bit: 1 for an object.
+        let mut objects: u128 = 0;
+        let mut depth = 0;
+        loop {
+            let first = self.peek()?;
+            if first == b'"' {
+                self.at += 1;
+                self.string()?;
+            } else if first == b'{' || first == b'[' {
+                let object = first == b'{';
+                self.at += 1;
+                self.skip_space();
+                if self.peek()? == if object { b'}' } else { b']' } {
+                    self.at += 1;
+                } else {
+                    if depth == MAX_DEPTH {
+                        return None;
+                    }
+                    depth += 1;
+                    objects = (objects << 1) | u128::from(object);
+                    if object {
+                        self.key()?;
+                    }
+                    continue;
+                }
+            } else if first == b'-' || first.is_ascii_digit() {
+                self.number()?;
+            } else if first == b't' {
+                self.literal(b"true")?;
+            } else if first == b'f' {
+                self.literal(b"false")?;
+            } else if first == b'n' {
+                self.literal(b"null")?;
+            } else {
+                return None;
+            }
+            // After a value: close containers until one goes on.
+            loop {
+                if depth == 0 {
+                    return Some(());
+                }
+                self.skip_space();
+                let in_object = objects & 1 == 1;
+                match self.peek()? {
+                    b',' => {
+                        self.at += 1;
+                        self.skip_space();
+                        if in_object {
+                            self.key()?;
+                        }
+                        break;
+                    }
+                    b'}' if in_object => {}
+                    b']' if !in_object => {}
+                    _ => return None,
+                }
+                self.at += 1;
+                objects >>= 1;
+                depth -= 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fast path against serde_json: whenever it gives a message, serde
+    //! must give the same one, from the same bytes.
+    use super::super::{parse_server_message_serde, parse_server_prefix};
+    use alloc::format;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    /// The property: a message from the fast path is serde's.
+    fn check(bytes: &[u8]) -> bool {
+        let Some((message, len)) = parse_server_prefix(bytes) else {
+            return false;
+        };
+        let mut stream =
+            serde_json::Deserializer::from_slice(bytes).into_iter::<serde::de::IgnoredAny>();
+        assert!(
+            matches!(stream.next(), Some(Ok(_))),
+            "fast path accepted what serde refuses: {:?}",
+            String::from_utf8_lossy(bytes)
+        );
+        assert_eq!(
+            stream.byte_offset(),
+            len,
+            "{:?}",
+            String::from_utf8_lossy(bytes)
+        );
+        assert_eq!(
+            parse_server_message_serde(&bytes[..len]).ok(),
+            Some(message),
+            "{:?}",
+            String::from_utf8_lossy(bytes)
+        );
+        true
+    }
+
+    const CAPTURES: &[&[u8]] = &[
+        include_bytes!("../../../tests/captures/qemu-7.2-system.s2c"),
+        include_bytes!("../../../tests/captures/qemu-10.0-system.s2c"),
+        include_bytes!("../../../tests/captures/qemu-7.2-storage-daemon.s2c"),
+        include_bytes!("../../../tests/captures/qemu-10.0-storage-daemon.s2c"),
+        include_bytes!("../../../tests/captures/qemu-7.2-system-pretty.s2c"),
+        include_bytes!("../../../tests/captures/qemu-10.0-system-pretty.s2c"),
+    ];
+
+    /// Each message of a capture, from its first byte to the end.
+    fn message_starts(capture: &[u8]) -> Vec<&[u8]> {
+        let mut starts = Vec::new();
+        let mut rest = capture;
+        loop {
+            let space = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+            rest = &rest[space..];
+            if rest.is_empty() {
+                return starts;
+            }
+            starts.push(rest);
+            let (_, len) = parse_server_prefix(rest).expect("a capture message");
+            rest = &rest[len..];
+        }
+    }
+
+    #[test]
+    fn every_captured_message_takes_the_fast_path() {
+        for capture in CAPTURES {
+            let starts = message_starts(capture);
+            assert!(starts.len() >= 21);
+            for start in starts {
+                assert!(check(start));
+            }
+        }
+    }
+
+    #[test]
+    fn incomplete_messages_are_left_to_the_scan() {
+        let capture = CAPTURES[4];
+        for start in message_starts(capture).into_iter().take(12) {
+            let (_, len) = parse_server_prefix(start).unwrap();
+            for cut in 0..len {
+                assert!(parse_server_prefix(&start[..cut]).is_none(), "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn what_the_fast_path_refuses_or_gets_right() {
+        let refused: &[&str] = &[
+            r#"{"ret\u0075rn": 1}"#,
+            r#"{"return": 1, "return": 2}"#,
+            r#"{"event": "A", "event": null}"#,
+            r#"{"event": "ST\u004fP"}"#,
+            r#"{"event": 5}"#,
+            r#"{"return": 1,}"#,
+            r#"{"return": [1,]}"#,
+            r#"{"return": 01}"#,
+            r#"{"return": -}"#,
+            r#"{"return": 1.}"#,
+            r#"{"return": 1e}"#,
+            r#"{"return": .5}"#,
+            r#"{"return": +1}"#,
+            r#"{"return": tru}"#,
+            r#"{"return": nul}"#,
+            r#"{"return": "\x"}"#,
+            r#"{"return": "\u12G4"}"#,
+            "{\"return\": \"tab\there\"}",
+            "{\"return\": \"nul\0\"}",
+            r#"{"return": {"a" 1}}"#,
+            r#"{"return": {1: 1}}"#,
+            r#"{"return": [}"#,
+            r#"{"return": {]}"#,
+            r#"{"error": {"class": 1, "desc": "x"}}"#,
+            r#"{"timestamp": {"seconds": 1.5, "microseconds": 0}, "event": "X"}"#,
+            r#"{"QMP": {"version": 1}}"#,
+            r#"{"id": 1}"#,
+            "{}",
+            "{ \r\n }",
+            "[1]",
+            " {\"return\": 1}",
+            "{\"return\": 1\u{a0}}",
+        ];
+        for text in refused {
+            assert!(!check(text.as_bytes()), "{text}");
+        }
+        let accepted: &[&str] = &[
+            r#"{"return": {}, "id": 1}"#,
+            "{\"return\":{},\"id\":1}trailing garbage",
+            "{\r\n    \"return\": {\r\n    },\r\n    \"id\": \"x\"\r\n}",
+            "{\t\"return\" :\n[ 1 , -0.5e+3, 0, 10E-2, true, false, null, \"\" ] }",
+            r#"{"return": "esc \" \\ \/ \b \f \n \r \t \u00e9 \ud800 end", "id": {"nested": [{}]}}"#,
+            r#"{"return": "déjà vu, 日本, 🦀 and a longer string to take the word-wise path"}"#,
+            r#"{"return": null}"#,
+            r#"{"error": null, "return": 1}"#,
+            r#"{"error": {"class": "GenericError", "desc": "x", "extra": [1]}, "id": 0}"#,
+            r#"{"event": null, "return": 2}"#,
+            r#"{"event": "X", "data": null, "timestamp": null}"#,
+            r#"{"event": "X", "unknown": {"event": 1}, "eventual": 2, "events": 3}"#,
+            r#"{"timestamp": {"seconds": -1, "microseconds": -1}, "event": "Y"}"#,
+            r#"{"other": "x", "i\u0064": 1, "return": 3}"#,
+        ];
+        for text in accepted {
+            // Escaped keys make the fast path give up, even unknown ones.
+            let expect = !text.contains(r"i\u0064");
+            assert_eq!(check(text.as_bytes()), expect, "{text}");
+        }
+        // Invalid UTF-8 in a string, and nesting past the depth limit.
+        assert!(!check(b"{\"return\": \"\xff\"}"));
+        assert!(!check(b"{\"return\": \"\xc3\"}"));
+        let deep = format!("{{\"return\": {}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(!check(deep.as_bytes()));
+        let deep_enough = format!("{{\"return\": {}{}}}", "[".repeat(128), "]".repeat(128));
+        assert!(check(deep_enough.as_bytes()));
+    }
+
+    /// Random inputs; proptest needs std.
+    #[cfg(feature = "std")]
+    mod random {
+        use super::{check, message_starts, parse_server_prefix, CAPTURES};
+        use alloc::vec::Vec;
+        use proptest::prelude::*;
+
+        /// Bytes the mutations are drawn from: JSON's structure, and a few that
+        /// break it.
+        const ALPHABET: &[u8] =
+            b"{}[]\":,\\ \r\n\t0123456789-+.eEtrufalsn\"u\x00\x1f\x7f\xc3\xa9\xff";
+
+        /// The first 400 bytes of every captured message.
+        fn message_heads() -> &'static [Vec<u8>] {
+            static HEADS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+            HEADS.get_or_init(|| {
+                let starts = CAPTURES.iter().flat_map(|c| message_starts(c));
+                starts
+                    .map(|start| {
+                        let (_, len) = parse_server_prefix(start).unwrap();
+                        start[..len.min(400)].to_vec()
+                    })
+                    .collect()
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn mutated_capture_messages(
+                message in 0usize..200,
+                edits in proptest::collection::vec((any::<proptest::sample::Index>(), 0usize..ALPHABET.len(), 0u8..3), 1..4),
+            ) {
+                let heads = message_heads();
+                let mut bytes = heads[message % heads.len()].clone();
+                for (at, byte, kind) in edits {
+                    let at = at.index(bytes.len() + 1);
+                    let byte = ALPHABET[byte];
+                    match kind {
+                        0 if at < bytes.len() => bytes[at] = byte,
+                        1 if at < bytes.len() => {
+                            bytes.remove(at);
+                        }
+                        _ => bytes.insert(at, byte),
+                    }
+                }
+                check(&bytes);
+            }
+
+            #[test]
+            fn random_json_like_bytes(
+                body in proptest::collection::vec(0usize..ALPHABET.len(), 0..60),
+            ) {
+                let mut bytes = b"{\"return\": ".to_vec();
+                bytes.extend(body.iter().map(|&i| ALPHABET[i]));
+                check(&bytes);
+                bytes.push(b'}');
+                check(&bytes);
+            }
+        }
+    }
+}
