@@ -1,0 +1,23 @@
+//! The harness itself: one body on both runtimes against both QEMU binaries.
+
+use qmp_tests::qemu::QemuProcess;
+
+qmp_tests::on_both_runtimes! {
+    #[test]
+    fn greeting_from_both_binaries() {
+        for qemu in [QemuProcess::system(&[]), QemuProcess::storage_daemon(&[])] {
+            let Some(qemu) = qemu else { continue };
+            rt::block_on(async {
+                let qmp = qmp::Qmp::connect_unix(qemu.socket(), qmp::ConnectOptions::default())
+                    .await
+                    .expect("connect");
+                let version: serde_json::Value =
+                    qmp.execute_as("query-version", &()).await.expect("query-version");
+                let greeted = &qmp.greeting().version;
+                assert_eq!(version["qemu"]["major"], greeted.qemu.major);
+                assert_eq!(version["qemu"]["minor"], greeted.qemu.minor);
+                assert_eq!(version["package"], greeted.package.as_str());
+            });
+        }
+    }
+}
