@@ -23,6 +23,10 @@ where
     std::thread::Builder::new()
         .name("qmp-smol".into())
         .spawn(move || {
+            // The thread serves this one connection: its trace events group
+            // under one span.
+            #[cfg(feature = "tracing")]
+            let _span = tracing::debug_span!("qmp").entered();
             async_io::block_on(async move {
                 match dial.await {
                     Ok(socket) => {
@@ -53,6 +57,10 @@ where
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let read = socket.read(&mut buf).await;
+        #[cfg(feature = "tracing")]
+        if let Ok(n) = read {
+            tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&buf[..n]), "qmp received");
+        }
         let ended = shared.update(|state| {
             state.router.receive_read(read.map(|n| &buf[..n]));
             state.router.end().is_some()
@@ -71,6 +79,8 @@ where
         let (step, woken) = shared.next_outgoing();
         match step {
             Outgoing::Send(bytes, fds) => {
+                #[cfg(feature = "tracing")]
+                tracing::trace!(bytes = bytes.len(), data = %String::from_utf8_lossy(&bytes), "qmp sent");
                 if let Err(e) = send(socket, &bytes, fds).await {
                     shared.update(|state| state.router.fail_transport(e.to_string()));
                     return;

@@ -127,8 +127,14 @@ impl Qmp {
         let router = Router::new(Client::new(options.client.clone()), options.router.clone());
         let shared = Arc::new(Shared::new(router));
         let can_pass_fds = writer.can_pass_fds();
-        let reading = tokio::spawn(transport::read_loop(shared.clone(), reader));
-        let writing = tokio::spawn(transport::write_loop(shared.clone(), writer));
+        let reading = tokio::spawn(in_connection_span(transport::read_loop(
+            shared.clone(),
+            reader,
+        )));
+        let writing = tokio::spawn(in_connection_span(transport::write_loop(
+            shared.clone(),
+            writer,
+        )));
         // If this future is dropped before the handle exists, stop the tasks.
         let mut guard = AbortOnDrop(Some([reading, writing]));
         let mut phase = shared.phase.subscribe();
@@ -367,4 +373,19 @@ async fn within<T>(
     tokio::time::timeout(limit, work)
         .await
         .unwrap_or(Err(Error::ConnectTimeout))
+}
+
+/// Runs a connection's task inside a `qmp` span, so its trace events group
+/// by connection.
+#[cfg(feature = "tracing")]
+fn in_connection_span<F: std::future::Future>(
+    task: F,
+) -> impl std::future::Future<Output = F::Output> {
+    use tracing::Instrument;
+    task.instrument(tracing::debug_span!("qmp"))
+}
+
+#[cfg(not(feature = "tracing"))]
+fn in_connection_span<F: std::future::Future>(task: F) -> F {
+    task
 }
