@@ -44,3 +44,8 @@ pub use qmp_proto::{
     Notice, QmpError, RawJson, Sequenced, Timestamp,
 };
 pub use subscription::Subscription;
+
+/// The README's examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExamples;
