@@ -45,6 +45,25 @@ impl QemuProcess {
         })
     }
 
+    /// `qemu-system-x86_64 -M machine -nodefaults -display none` with a QMP
+    /// monitor, plus `extra` arguments: for tests that need a machine with
+    /// devices (and a guest), which `-M none` has not.
+    pub fn system_machine(machine: &str, extra: &[&str]) -> Option<QemuProcess> {
+        let machine = machine.to_string();
+        Self::start(SYSTEM, extra, move |socket| {
+            vec![
+                "-M".into(),
+                machine,
+                "-nodefaults".into(),
+                "-display".into(),
+                "none".into(),
+                "-qmp".into(),
+                format!("unix:{socket},server=on,wait=off"),
+                "-daemonize".into(),
+            ]
+        })
+    }
+
     /// `qemu-storage-daemon` with a QMP monitor, plus `extra` arguments.
     pub fn storage_daemon(extra: &[&str]) -> Option<QemuProcess> {
         Self::start(STORAGE_DAEMON, extra, |socket| {
@@ -105,6 +124,23 @@ impl QemuProcess {
     /// The private directory (for images and other files of the test).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// QEMU's process id (e.g. to look at `/proc/PID/fd`).
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw_nonzero().get()
+    }
+
+    /// Freezes QEMU with SIGSTOP: it answers nothing until
+    /// [`resume`](Self::resume), while its sockets stay open. Commands sent
+    /// meanwhile wait in the socket buffer.
+    pub fn pause(&self) {
+        kill_process(self.pid, Signal::STOP).expect("SIGSTOP to QEMU");
+    }
+
+    /// Lets a [paused](Self::pause) QEMU run again (SIGCONT).
+    pub fn resume(&self) {
+        kill_process(self.pid, Signal::CONT).expect("SIGCONT to QEMU");
     }
 
     /// Kills QEMU with SIGKILL now: its sockets close as the kernel tears
