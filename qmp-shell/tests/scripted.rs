@@ -1,0 +1,458 @@
+//! The `qmp-shell` binary driven through its standard input (no terminal),
+//! against real QEMU and, for timeouts, a QMP peer that stops answering.
+
+mod common;
+
+use common::stalling_peer;
+use qmp_tests::qemu::QemuProcess;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::os::unix::net::UnixListener;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const SHELL: &str = env!("CARGO_BIN_EXE_qmp-shell");
+
+/// What a finished run of the shell left.
+struct Run {
+    status: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Standard output as one JSON value per line (for `-c` runs).
+    fn values(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{}", self.describe()))
+            })
+            .collect()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "exit status {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs the shell with `args`, `input` on its standard input, to its end.
+/// A shell still running after a minute is killed and the test fails.
+fn shell(args: &[&str], input: &str) -> Run {
+    let mut child = Command::new(SHELL)
+        .args(args)
+        .env("HOME", "/nonexistent")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qmp-shell");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_owned();
+    // Written from a thread: the shell may exit before reading all of it.
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let pid = child.id();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let output = match finished.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => output.expect("wait for qmp-shell"),
+        Err(_) => {
+            let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            panic!("qmp-shell {args:?} did not finish within a minute");
+        }
+    };
+    Run {
+        status: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn socket(qemu: &QemuProcess) -> &str {
+    qemu.socket().to_str().expect("UTF-8 path")
+}
+
+#[test]
+fn replies_are_json_in_qemus_member_order() {
+    let Some(qemu) = QemuProcess::system(&[]) else {
+        return;
+    };
+    // Pretty is the default; members stay in QEMU's order ("status" first),
+    // not sorted.
+    let run = shell(&[socket(&qemu)], "query-status\n");
+    assert_eq!(run.status, Some(0), "{}", run.describe());
+    assert_eq!(
+        run.stdout,
+        "{\n  \"status\": \"running\",\n  \"running\": true\n}\n",
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.stderr, "");
+}
+
+#[test]
+fn raw_json_requests_comments_and_blank_lines() {
+    let Some(qemu) = QemuProcess::system(&[]) else {
+        return;
+    };
+    let input =
+        "# a comment\n\n{\"execute\": \"query-version\", \"id\": \"mine\"}\n   \nquery-name\n";
+    let run = shell(&["-c", socket(&qemu)], input);
+    assert_eq!(run.status, Some(0), "{}", run.describe());
+    let values = run.values();
+    assert_eq!(values.len(), 2, "{}", run.describe());
+    assert_eq!(values[0]["qemu"]["major"], 10, "{}", run.describe());
+    assert_eq!(values[1], json!({}));
+}
+
+#[test]
+fn human_monitor_mode_prints_text() {
+    let Some(qemu) = QemuProcess::system(&[]) else {
+        return;
+    };
+    let run = shell(&["-H", socket(&qemu)], "info version\ninfo status\n");
+    assert_eq!(run.status, Some(0), "{}", run.describe());
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.describe());
+    assert!(lines[0].starts_with("10.0."), "{}", run.describe());
+    assert_eq!(lines[1], "VM status: running");
+}
+
+#[test]
+fn command_errors_show_class_and_description_and_the_shell_goes_on() {
+    let Some(qemu) = QemuProcess::system(&[]) else {
+        return;
+    };
+    let run = shell(
+        &["-c", socket(&qemu)],
+        "device_del id=nope\nno-such-command\nquery-status\n",
+    );
+    assert_eq!(run.status, Some(1), "a failed command fails the run");
+    assert_eq!(
+        run.stderr,
+        "error: DeviceNotFound: Device 'nope' not found\n\
+         error: CommandNotFound: The command no-such-command has not been found\n",
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        run.values(),
+        [json!({"status": "running", "running": true})]
+    );
+}
+
+#[test]
+fn syntax_errors_are_reported_and_nothing_is_sent() {
+    let Some(qemu) = QemuProcess::system(&[]) else {
+        return;
+    };
+    // With -v every request sent is echoed: only the last line is sent.
+    let run = shell(
+        &["-c", "-v", socket(&qemu)],
+        "stop a=1 a=2\nstop a=1 a.b=2\nstop x='unclosed\nquery-status\n",
+    );
+    assert_eq!(run.status, Some(1), "{}", run.describe());
+    assert_eq!(
+        run.stderr,
+        "error: `a` is given twice\n\
+         error: `a.b` conflicts with `a`: a key cannot be both a value and an object of nested keys\n\
+         error: the value of `x` has no closing quote\n",
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        run.values(),
+        [
+            json!({"execute": "query-status"}),
+            json!({"status": "running", "running": true}),
+        ],
+        "the VM was never stopped: {}",
+        run.describe()
+    );
+}
+
+#[test]
+fn events_are_shown_in_order_with_replies() {
+    let Some(qemu) = QemuProcess::system(&[]) else {
+        return;
+    };
+    let run = shell(&["-c", socket(&qemu)], "stop\nquery-status\ncont\n");
+    assert_eq!(run.status, Some(0), "{}", run.describe());
+    let values = run.values();
+    let shape: Vec<String> = values
+        .iter()
+        .map(|v| match v.get("event") {
+            Some(name) => format!("event {}", name.as_str().unwrap()),
+            None => v.to_string(),
+        })
+        .collect();
+    // QEMU sends STOP and RESUME before the replies of the commands that
+    // cause them, and the shell keeps that order.
+    assert_eq!(
+        shape,
+        [
+            "event STOP",
+            "{}",
+            r#"{"running":false,"status":"paused"}"#,
+            "event RESUME",
+            "{}"
+        ],
+        "{}",
+        run.describe()
+    );
+    let stop = &values[0];
+    assert!(stop["timestamp"]["seconds"].as_i64().unwrap() > 0);
+    assert!(stop["timestamp"]["microseconds"].is_i64());
+}
+
+#[test]
+fn dotted_keys_and_typed_values_reach_qemu() {
+    let Some(qemu) = QemuProcess::storage_daemon(&[]) else {
+        return;
+    };
+    let input =
+        "blockdev-add driver=raw node-name=r0 read-only=true file.driver=null-co file.size=4096\n\
+                 query-named-block-nodes flat=true\n";
+    let run = shell(&["-c", socket(&qemu)], input);
+    assert_eq!(run.status, Some(0), "{}", run.describe());
+    let values = run.values();
+    assert_eq!(values[0], json!({}));
+    let nodes = values[1].as_array().expect("a list of nodes");
+    let raw = nodes
+        .iter()
+        .find(|node| node["node-name"] == "r0")
+        .unwrap_or_else(|| panic!("no node r0: {}", run.describe()));
+    assert_eq!(raw["drv"], "raw");
+    assert_eq!(raw["ro"], true, "read-only=true went as a boolean");
+    assert_eq!(
+        raw["image"]["virtual-size"], 4096,
+        "file.size=4096 went as a number, nested under file"
+    );
+    assert!(nodes.iter().any(|node| node["drv"] == "null-co"));
+}
+
+#[test]
+fn verbose_echoes_each_request() {
+    let Some(qemu) = QemuProcess::storage_daemon(&[]) else {
+        return;
+    };
+    let run = shell(
+        &["-c", "-v", socket(&qemu)],
+        "query-jobs\nblockdev-del node-name=none\n",
+    );
+    assert_eq!(run.status, Some(1), "{}", run.describe());
+    assert_eq!(
+        run.values(),
+        [
+            json!({"execute": "query-jobs"}),
+            json!([]),
+            json!({"execute": "blockdev-del", "arguments": {"node-name": "none"}}),
+        ]
+    );
+    assert!(
+        run.stderr.starts_with("error: GenericError: "),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn tcp_address() {
+    // A second monitor on TCP, on a port the kernel picks; the Unix monitor
+    // tells which.
+    let Some(qemu) = QemuProcess::system(&[
+        "-chardev",
+        "socket,id=tcp0,host=127.0.0.1,port=0,server=on,wait=off",
+        "-mon",
+        "chardev=tcp0,mode=control",
+    ]) else {
+        return;
+    };
+    let run = shell(&["-c", socket(&qemu)], "query-chardev\n");
+    let chardevs = run.values();
+    let filename = chardevs[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["label"] == "tcp0")
+        .and_then(|c| c["filename"].as_str())
+        .unwrap_or_else(|| panic!("no tcp0: {}", run.describe()))
+        .to_owned();
+    // "disconnected:tcp:127.0.0.1:PORT,server=on"
+    let port = filename
+        .split(':')
+        .nth(3)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no port in {filename}"));
+    let run = shell(&["-c", &format!("127.0.0.1:{port}")], "query-status\n");
+    assert_eq!(run.status, Some(0), "{}", run.describe());
+    assert_eq!(
+        run.values(),
+        [json!({"status": "running", "running": true})]
+    );
+}
+
+#[test]
+fn quit_ends_the_session() {
+    let Some(qemu) = QemuProcess::system(&[]) else {
+        return;
+    };
+    // The line after quit is not run: the shell ends once QEMU has closed
+    // the connection, after printing its last events.
+    let run = shell(&["-c", socket(&qemu)], "quit\nquery-status\n");
+    assert_eq!(run.status, Some(0), "{}", run.describe());
+    assert_eq!(run.stderr, "", "{}", run.describe());
+    let values = run.values();
+    assert_eq!(values.len(), 2, "{}", run.describe());
+    assert!(values.contains(&json!({})), "{}", run.describe());
+    let shutdown = values
+        .iter()
+        .find(|v| v["event"] == "SHUTDOWN")
+        .unwrap_or_else(|| panic!("no SHUTDOWN: {}", run.describe()));
+    assert_eq!(shutdown["data"]["reason"], "host-qmp-quit");
+}
+
+#[test]
+fn quit_in_human_monitor_mode() {
+    let Some(qemu) = QemuProcess::system(&[]) else {
+        return;
+    };
+    let run = shell(&["-H", socket(&qemu)], "q\ninfo status\n");
+    assert_eq!(run.status, Some(0), "{}", run.describe());
+    assert!(run.stdout.contains("\"SHUTDOWN\""), "{}", run.describe());
+    assert!(!run.stdout.contains("VM status"), "{}", run.describe());
+}
+
+#[test]
+fn connection_lost_mid_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hangup.sock");
+    let (peer, _) = stalling_peer(&path, |_| true);
+    let run = shell(&["-c", path.to_str().unwrap()], "before\nhangup\nafter\n");
+    assert_eq!(run.status, Some(1), "{}", run.describe());
+    assert_eq!(run.values(), [json!({"n": 1})]);
+    assert!(
+        run.stderr
+            .contains("QMP connection closed: the peer closed the connection"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(peer.join().unwrap(), ["before", "hangup"]);
+}
+
+#[test]
+fn nothing_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("none.sock");
+    let run = shell(&[path.to_str().unwrap()], "query-status\n");
+    assert_eq!(run.status, Some(1), "{}", run.describe());
+    assert!(
+        run.stderr
+            .starts_with("qmp-shell: cannot connect to the QMP socket"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn usage() {
+    let run = shell(&[], "");
+    assert_eq!(run.status, Some(2), "{}", run.describe());
+    assert!(run.stderr.contains("missing"), "{}", run.describe());
+    let run = shell(&["--bogus", "x"], "");
+    assert_eq!(run.status, Some(2), "{}", run.describe());
+    let run = shell(&["--help"], "");
+    assert_eq!(run.status, Some(0));
+    assert!(
+        run.stdout.starts_with("Usage: qmp-shell"),
+        "{}",
+        run.describe()
+    );
+    let run = shell(&["--version"], "");
+    assert_eq!(
+        run.stdout,
+        format!("qmp-shell {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn timeout_gives_up_on_a_reply_and_the_connection_stays_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stall.sock");
+    let (peer, _) = stalling_peer(&path, |name| name != "stall");
+    let run = shell(
+        &["-c", "--timeout", "0.5", path.to_str().unwrap()],
+        "stall\nanswer\n",
+    );
+    assert_eq!(run.status, Some(1), "{}", run.describe());
+    assert_eq!(
+        run.stderr,
+        "error: the QMP call timed out\n",
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.values(), [json!({"n": 2})]);
+    assert_eq!(peer.join().unwrap(), ["stall", "answer"]);
+}
+
+#[test]
+fn timeout_bounds_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("silent.sock");
+    // Listening, never accepting: the connection is made, no greeting comes.
+    let _listener = UnixListener::bind(&path).unwrap();
+    let run = shell(&["-t", "0.3", path.to_str().unwrap()], "query-status\n");
+    assert_eq!(run.status, Some(1), "{}", run.describe());
+    assert!(
+        run.stderr.contains("timed out connecting"),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stall.sock");
+    let (peer, arrivals) = stalling_peer(&path, |name| name != "stall");
+    let mut child = Command::new(SHELL)
+        .args(["-c", path.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"stall\nanswer\n")
+        .unwrap();
+    let first = arrivals.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(first, "stall");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: interrupted; the reply will be dropped\n"
+    );
+    assert!(output.stdout.is_empty());
+    assert_eq!(
+        peer.join().unwrap(),
+        ["stall"],
+        "the script went no further"
+    );
+}
