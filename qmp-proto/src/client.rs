@@ -15,7 +15,9 @@ use core::fmt;
 use serde::Serialize;
 
 /// The id the client machine gave a command. Ids are integers, allocated in
-/// increasing order and never reused on one connection.
+/// increasing order and never reused on one connection. (After `u64::MAX`
+/// the count wraps to 0, which only a [`ClientConfig::first_id`] near the end
+/// of the range can reach.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub(crate) u64);
 
@@ -345,6 +347,21 @@ impl Client {
                 Some(Ok((Some(spans), frame))) => self.handle(spans.attach(&frame)),
                 Some(Ok((None, frame))) => match parse_server_message(&frame) {
                     Ok(spans) => self.handle(spans.attach(&frame)),
+                    // Whatever is wrong with the first message, it is a bad
+                    // greeting, as a reply in its place already was (found
+                    // by tests/tests/hostile_connect.rs: non-JSON, a
+                    // non-object or a malformed `QMP` member used to end
+                    // with InvalidJson or UnexpectedMessage instead).
+                    Err(e) if self.phase == Phase::AwaitingGreeting => {
+                        self.end(End::Protocol(ProtocolError::BadGreeting {
+                            detail: match e {
+                                ServerParseError::Json(e) => e.to_string(),
+                                ServerParseError::Unrecognized => {
+                                    "an object that is not a greeting".to_string()
+                                }
+                            },
+                        }))
+                    }
                     Err(ServerParseError::Json(e)) => {
                         self.end(End::Protocol(ProtocolError::InvalidJson {
                             detail: e.to_string(),
@@ -404,8 +421,7 @@ impl Client {
             });
         }
         let arguments = encode_arguments(arguments)?;
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.allocate_id();
         let message = encode_command(name, arguments.as_deref(), id, oob);
         self.requests.insert(
             id,
@@ -514,10 +530,20 @@ impl Client {
         self.flush_queue();
     }
 
+    /// The next request id. It wraps after `u64::MAX` rather than overflow:
+    /// `next_id += 1` panicked (debug) on the greeting or on a command once
+    /// a `first_id` near `u64::MAX` had been used up (found by the
+    /// `client_ops` fuzz target). Wrapped ids are still unused on this
+    /// connection until 2^64 of them have been allocated.
+    fn allocate_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id = id.wrapping_add(1);
+        id
+    }
+
     fn negotiate(&mut self, greeting: &Greeting) {
         self.oob_enabled = self.config.want_oob && greeting.offers(&Capability::Oob);
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.allocate_id();
         let arguments: Option<&[u8]> = if self.oob_enabled {
             Some(br#"{"enable":["oob"]}"#)
         } else {
@@ -572,4 +598,65 @@ pub(crate) fn encode_command(name: &str, arguments: Option<&[u8]>, id: u64, oob:
     out.extend_from_slice(alloc::format!("{id}").as_bytes());
     out.extend_from_slice(b"}\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids wrap after `u64::MAX` instead of overflowing (a panic in debug
+    /// builds, found by the `client_ops` fuzz target), and stay distinct.
+    #[test]
+    fn ids_wrap_after_the_last_one() {
+        let mut client = Client::new(ClientConfig::default().first_id(u64::MAX - 1));
+        let queued = client.execute("stop", &()).unwrap();
+        client.receive(b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 10}, \"package\": \"\"}, \"capabilities\": []}}\r\n");
+        assert!(matches!(
+            client.poll_output(),
+            Some(ClientOutput::Greeting(_))
+        ));
+        let then = client.execute("cont", &()).unwrap();
+        assert_eq!([queued.get(), then.get()], [u64::MAX - 1, 0]);
+        // qmp_capabilities took u64::MAX.
+        client.receive(b"{\"return\": {}, \"id\": 18446744073709551615}\r\n");
+        assert_eq!(
+            client.poll_output(),
+            Some(ClientOutput::Ready { oob: false })
+        );
+        client.receive(b"{\"return\": {}, \"id\": 0}\r\n");
+        let Some(ClientOutput::Reply(reply)) = client.poll_output() else {
+            panic!("no reply for the wrapped id")
+        };
+        assert_eq!(reply.id, then);
+        assert!(client.is_pending(queued));
+    }
+
+    /// The first message, however it is wrong, ends the connection with
+    /// `BadGreeting`.
+    #[test]
+    fn any_bad_first_message_is_a_bad_greeting() {
+        let cases: [&[u8]; 6] = [
+            b"Welcome\r\n",
+            b"[1, 2]\r\n",
+            b"{\"hello\": 1}\r\n",
+            b"{\"QMP\": {\"version\": \"10.0\"}}\r\n",
+            b"{\"return\": {}, \"id\": 0}\r\n",
+            b"{\"event\": \"STOP\"}\r\n",
+        ];
+        for bytes in cases {
+            let mut client = Client::default();
+            client.receive(bytes);
+            let output = client.poll_output();
+            assert!(
+                matches!(
+                    output,
+                    Some(ClientOutput::End(End::Protocol(
+                        ProtocolError::BadGreeting { .. }
+                    )))
+                ),
+                "{:?}: {output:?}",
+                core::str::from_utf8(bytes)
+            );
+        }
+    }
 }

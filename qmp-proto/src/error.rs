@@ -32,6 +32,12 @@ pub enum SendError {
         /// serde_json's description of the problem.
         detail: String,
     },
+    /// The server's schema has no such `transaction` action (see
+    /// [`Schema::check_transaction`](crate::typed::schema::Schema::check_transaction)).
+    UnsupportedAction {
+        /// The refused action's type.
+        action: String,
+    },
 }
 
 impl fmt::Display for SendError {
@@ -53,6 +59,12 @@ impl fmt::Display for SendError {
             }
             SendError::Serialize { detail } => {
                 write!(f, "command arguments could not be serialized: {detail}")
+            }
+            SendError::UnsupportedAction { action } => {
+                write!(
+                    f,
+                    "the server does not accept transaction action '{action}'"
+                )
             }
         }
     }

@@ -116,6 +116,15 @@
 //! - `std` (default): `std::error::Error` impls, and [`Error`], the error
 //!   of a connection over a real transport that the adapters return. Without it the crate is
 //!   `no_std` with `alloc`.
+//! - `qapi` (implies `std`): `typed::qapi`, every command and event of the
+//!   generated `qapi-qmp` crate.
+//!
+//! # Typed commands and events
+//!
+//! [`typed`] has the commands and events most programs use as Rust types
+//! (`typed::commands::QueryStatus`, `typed::events::JobStatusChange`, ...),
+//! matchers for waiting on events, transactions and the connected QEMU's
+//! schema; [`Client::execute_command`] issues a typed command here.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -135,6 +144,7 @@ mod message;
 mod options;
 pub mod router;
 mod server;
+pub mod typed;
 
 pub use client::{Client, ClientConfig, ClientOutput, Reply, RequestId};
 #[cfg(feature = "std")]

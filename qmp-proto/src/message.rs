@@ -356,6 +356,18 @@ pub(crate) fn parse_server_prefix(bytes: &[u8]) -> Option<(ServerMessageSpans, u
 /// The reference parse, with serde_json: the slow path's, and the final
 /// word on what is an error and how it reads.
 fn parse_server_message_serde(slice: &[u8]) -> Result<ServerMessageSpans, ServerParseError> {
+    // Only an object is a message. serde's derived visitor also takes a JSON
+    // array, filling the members in order, so `[null, "x", null, 3]` used to
+    // be a reply to request 3 (found by tests/tests/hostile_replies.rs).
+    let first = slice
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+    if first != Some(&b'{') {
+        let error = serde_json::from_slice::<serde::de::IgnoredAny>(slice)
+            .err()
+            .unwrap_or_else(|| serde::de::Error::custom("a QMP message must be a JSON object"));
+        return Err(ServerParseError::Json(error));
+    }
     let wire: ServerWire<'_> = serde_json::from_slice(slice).map_err(ServerParseError::Json)?;
     let span = |raw: &RawValue| range_in(slice, raw.get());
     classify(Members {
@@ -587,6 +599,25 @@ mod tests {
             parse_server_message(b"[1]"),
             Err(ServerParseError::Json(_))
         ));
+    }
+
+    #[test]
+    fn an_array_is_never_a_message() {
+        // Shaped like a reply, an event and a greeting member by member.
+        for text in [
+            r#"[null, "forged", null, 0]"#,
+            r#"[null, 1]"#,
+            r#"[]"#,
+            r#"[null, null, null, null, "STOP"]"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_server_message(text.as_bytes()),
+                    Err(ServerParseError::Json(_))
+                ),
+                "{text}"
+            );
+        }
     }
 
     fn client(text: &str, oob: bool) -> Result<Command, (Option<RawJson>, QmpError)> {

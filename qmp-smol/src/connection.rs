@@ -38,6 +38,7 @@ struct Inner {
     /// One token: whoever holds it may run a command with descriptors, so
     /// each command's descriptors reach QEMU before any other's.
     fd_turn: (async_channel::Sender<()>, async_channel::Receiver<()>),
+    schema: qmp_proto::typed::schema::SchemaCache,
 }
 
 impl Drop for Inner {
@@ -178,8 +179,14 @@ impl Qmp {
                 greeting,
                 can_pass_fds,
                 fd_turn,
+                schema: Default::default(),
             }),
         })
+    }
+
+    /// The connection's schema, once fetched (see `schema`, in `typed`).
+    pub(crate) fn schema_cache(&self) -> &qmp_proto::typed::schema::SchemaCache {
+        &self.inner.schema
     }
 
     /// The server's greeting: its version and the capabilities it offers.

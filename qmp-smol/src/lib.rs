@@ -79,10 +79,11 @@ mod connection;
 mod driver;
 mod shared;
 mod subscription;
+pub mod typed;
 
 pub use connection::Qmp;
 pub use qmp_proto::{
     ClientConfig, ConnectOptions, Cursor, End, Error, ErrorClass, Event, EventFilter, Greeting,
-    Notice, QmpError, RawJson, Sequenced, Timestamp,
+    Notice, QmpError, RawJson, SendError, Sequenced, Timestamp,
 };
 pub use subscription::Subscription;

@@ -36,6 +36,7 @@ struct Inner {
     /// Serializes commands that carry file descriptors, so each command's
     /// descriptors reach QEMU before any other's.
     fd_call: tokio::sync::Mutex<()>,
+    schema: qmp_proto::typed::schema::SchemaCache,
     tasks: [JoinHandle<()>; 2],
 }
 
@@ -160,9 +161,15 @@ impl Qmp {
                 greeting,
                 can_pass_fds,
                 fd_call: tokio::sync::Mutex::new(()),
+                schema: Default::default(),
                 tasks,
             }),
         })
+    }
+
+    /// The connection's schema, once fetched (see `schema`, in `typed`).
+    pub(crate) fn schema_cache(&self) -> &qmp_proto::typed::schema::SchemaCache {
+        &self.inner.schema
     }
 
     /// The server's greeting: its version and the capabilities it offers.

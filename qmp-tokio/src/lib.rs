@@ -37,11 +37,12 @@ mod connection;
 mod shared;
 mod subscription;
 mod transport;
+pub mod typed;
 
 pub use connection::Qmp;
 pub use qmp_proto::{
     ClientConfig, ConnectOptions, Cursor, End, Error, ErrorClass, Event, EventFilter, Greeting,
-    Notice, QmpError, RawJson, Sequenced, Timestamp,
+    Notice, QmpError, RawJson, SendError, Sequenced, Timestamp,
 };
 pub use subscription::Subscription;
 

@@ -4,12 +4,16 @@
 //!   and `qemu-storage-daemon`) with a QMP socket in a private directory.
 //! - [`runtime`] and [`on_both_runtimes!`]: one test body compiled twice, once
 //!   against `qmp-tokio` on tokio and once against `qmp-smol` on async-io.
+//! - [`mock`]: a fault-injecting QMP server on a std thread (no runtime), for
+//!   the `hostile_*` tests.
 //!
 //! Without the default `runtimes` feature only the parts that need nothing
 //! but `qmp-proto` remain (the fuzz workspace uses it that way).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod fuzz_bodies;
+pub mod mock;
 #[cfg(feature = "runtimes")]
 pub mod qemu;
 #[cfg(feature = "runtimes")]

@@ -1,0 +1,237 @@
+//! Hostile peers while connecting: what `connect` returns when the server
+//! never greets, greets badly, goes away right after the greeting, or refuses
+//! `qmp_capabilities`; and that a connect given up releases the socket.
+//!
+//! Each case runs under tokio (`qmp-tokio`) and smol (`qmp-smol`), against
+//! the mock of [`qmp_tests::mock`].
+
+use qmp_proto::{End, Error, ProtocolError, QmpError};
+use qmp_tests::mock::{Mock, MockConfig, Peer};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// The connect deadline of the cases that expect a timeout.
+const CONNECT_LIMIT: Duration = Duration::from_millis(300);
+/// Far more than any case needs: reaching it means the client hung.
+const HANG: Duration = Duration::from_secs(20);
+
+fn options(connect_timeout: Duration) -> qmp_proto::ConnectOptions {
+    qmp_proto::ConnectOptions::default().connect_timeout(connect_timeout)
+}
+
+/// The protocol error a failed connect ended with.
+fn protocol_error(result: Result<impl std::fmt::Debug, Error>) -> ProtocolError {
+    match result {
+        Err(Error::Closed(End::Protocol(e))) => e,
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+}
+
+/// A mock that sends `bytes` in place of the greeting, then waits for the
+/// client to give the connection up; returns whether it did.
+fn greets_with(bytes: &'static [u8]) -> impl FnOnce(Peer) -> bool + Send + 'static {
+    move |mut peer: Peer| {
+        peer.send_raw(bytes).expect("send");
+        peer.wait_for_eof();
+        peer.saw_eof()
+    }
+}
+
+qmp_tests::on_both_runtimes! {
+    /// A listening server that accepts and never says a word: the connect
+    /// fails with `ConnectTimeout` when its deadline passes, and the
+    /// half-made connection is closed (the mock sees end of file).
+    #[test]
+    fn no_greeting_times_out_over_a_path() {
+        let (path, mock) = Mock::listen(MockConfig::default(), |mut peer: Peer| {
+            peer.wait_for_eof();
+        });
+        rt::block_on(async {
+            let started = Instant::now();
+            let result = rt::timeout(HANG, qmp::Qmp::connect_unix(&path, options(CONNECT_LIMIT)))
+                .await
+                .expect("connect hung past its own deadline");
+            let took = started.elapsed();
+            assert!(matches!(result, Err(Error::ConnectTimeout)), "{result:?}");
+            assert!(took >= CONNECT_LIMIT, "gave up early: {took:?}");
+            assert!(took < CONNECT_LIMIT + Duration::from_secs(5), "gave up late: {took:?}");
+        });
+        // Returns only once the client has closed the socket.
+        mock.join();
+    }
+
+    /// The same over an already-connected stream, and a server that greets
+    /// but never answers `qmp_capabilities`: both are connect timeouts.
+    #[test]
+    fn no_greeting_or_no_negotiation_times_out_over_a_stream() {
+        for greet in [false, true] {
+            let (stream, mock) = Mock::pair(MockConfig::default(), move |mut peer: Peer| {
+                if greet {
+                    peer.greet().expect("greet");
+                }
+                // Reads qmp_capabilities (if sent) and answers nothing.
+                peer.wait_for_eof();
+            });
+            rt::block_on(async {
+                let result = rt::timeout(
+                    HANG,
+                    qmp::Qmp::from_unix_stream(stream, options(CONNECT_LIMIT)),
+                )
+                .await
+                .expect("connect hung past its own deadline");
+                assert!(matches!(result, Err(Error::ConnectTimeout)), "greet {greet}: {result:?}");
+            });
+            mock.join();
+        }
+    }
+
+    /// Greetings that are not greetings: `BadGreeting` at connect, at once
+    /// (not at the connect deadline), and the socket is released. (Before
+    /// the fix in qmp-proto's client, the first four ended with
+    /// `InvalidJson` or `UnexpectedMessage` instead.)
+    #[test]
+    fn bad_greeting_is_a_typed_protocol_error() {
+        let greetings: [&'static [u8]; 6] = [
+            // Not JSON.
+            b"Welcome to the QEMU monitor\r\n",
+            // JSON, not an object.
+            b"[1, 2, 3]\r\n",
+            // An object that is no QMP message.
+            b"{\"hello\": \"world\"}\r\n",
+            // A greeting whose member is of the wrong shape.
+            b"{\"QMP\": {\"version\": \"10.0\"}}\r\n",
+            // A reply where the greeting should be.
+            b"{\"return\": {}, \"id\": 0}\r\n",
+            // An event where the greeting should be.
+            b"{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\r\n",
+        ];
+        for greeting in greetings {
+            let (stream, mock) = Mock::pair(MockConfig::default(), greets_with(greeting));
+            rt::block_on(async {
+                let started = Instant::now();
+                let result = rt::timeout(HANG, qmp::Qmp::from_unix_stream(stream, options(HANG)))
+                    .await
+                    .expect("connect hung");
+                let error = protocol_error(result);
+                assert!(
+                    matches!(error, ProtocolError::BadGreeting { .. }),
+                    "greeting {:?}: unexpected error {error:?}",
+                    String::from_utf8_lossy(greeting)
+                );
+                assert!(started.elapsed() < Duration::from_secs(5));
+            });
+            assert!(mock.join(), "the client did not close the socket");
+        }
+    }
+
+    /// The server greets, then goes away: while the client negotiates (the
+    /// mock reads `qmp_capabilities` first) the connect fails with the peer's
+    /// close; right after the greeting, it fails with the connection closed
+    /// (the peer's close or a broken pipe, whichever the client meets first).
+    #[test]
+    fn close_after_greeting_fails_the_connect() {
+        // Deterministic: the close comes after the client's command is read.
+        let (stream, mock) = Mock::pair(MockConfig::default(), |mut peer: Peer| {
+            peer.greet().expect("greet");
+            let negotiation = peer.next_message().expect("qmp_capabilities");
+            assert_eq!(negotiation["execute"], "qmp_capabilities");
+            peer.close();
+        });
+        rt::block_on(async {
+            let result = rt::timeout(HANG, qmp::Qmp::from_unix_stream(stream, options(HANG)))
+                .await
+                .expect("connect hung");
+            assert!(matches!(result, Err(Error::Closed(End::PeerClosed))), "{result:?}");
+        });
+        mock.join();
+
+        // Racy by nature: the close may reach the client before or after
+        // it writes `qmp_capabilities`.
+        let (stream, mock) = Mock::pair(MockConfig::default(), |mut peer: Peer| {
+            peer.greet().expect("greet");
+            peer.close();
+        });
+        rt::block_on(async {
+            let result = rt::timeout(HANG, qmp::Qmp::from_unix_stream(stream, options(HANG)))
+                .await
+                .expect("connect hung");
+            match result {
+                Err(Error::Closed(End::PeerClosed | End::Transport(_))) => {}
+                other => panic!("expected the connection's end, got {other:?}"),
+            }
+        });
+        mock.join();
+    }
+
+    /// `qmp_capabilities` answered with an error: the connect fails with
+    /// `NegotiationFailed` carrying the server's error, and the client
+    /// closes the socket.
+    #[test]
+    fn negotiation_refused() {
+        let (stream, mock) = Mock::pair(MockConfig::default(), |mut peer: Peer| {
+            peer.greet().expect("greet");
+            let negotiation = peer.next_message().expect("qmp_capabilities");
+            assert_eq!(negotiation["execute"], "qmp_capabilities");
+            let refusal = json!({
+                "error": {"class": "GenericError", "desc": "Capability 'oob' not available"},
+                "id": negotiation.get("id").cloned().unwrap_or(Value::Null),
+            });
+            let mut line = serde_json::to_vec(&refusal).expect("encode");
+            line.extend_from_slice(b"\r\n");
+            peer.send_raw(&line).expect("send");
+            peer.wait_for_eof();
+            peer.saw_eof()
+        });
+        rt::block_on(async {
+            let result = rt::timeout(HANG, qmp::Qmp::from_unix_stream(stream, options(HANG)))
+                .await
+                .expect("connect hung");
+            let error = protocol_error(result);
+            assert_eq!(
+                error,
+                ProtocolError::NegotiationFailed(QmpError::generic(
+                    "Capability 'oob' not available"
+                ))
+            );
+        });
+        assert!(mock.join(), "the client did not close the socket");
+    }
+
+    /// `qmp_capabilities` answered without its id: with no id (an error or
+    /// a return) or with an id never used. The client cannot attribute the
+    /// answer, so it drops it and keeps waiting; the connect fails with
+    /// `ConnectTimeout` at its deadline, not earlier and not later.
+    #[test]
+    fn negotiation_answer_without_its_id_times_out() {
+        let answers: [&'static [u8]; 3] = [
+            b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n",
+            b"{\"return\": {}}\r\n",
+            b"{\"return\": {}, \"id\": 424242}\r\n",
+        ];
+        for answer in answers {
+            let (stream, mock) = Mock::pair(MockConfig::default(), move |mut peer: Peer| {
+                peer.greet().expect("greet");
+                peer.next_message().expect("qmp_capabilities");
+                peer.send_raw(answer).expect("send");
+                peer.wait_for_eof();
+            });
+            rt::block_on(async {
+                let started = Instant::now();
+                let result = rt::timeout(
+                    HANG,
+                    qmp::Qmp::from_unix_stream(stream, options(CONNECT_LIMIT)),
+                )
+                .await
+                .expect("connect hung past its own deadline");
+                let took = started.elapsed();
+                assert!(
+                    matches!(result, Err(Error::ConnectTimeout)),
+                    "{:?}: {result:?}",
+                    String::from_utf8_lossy(answer)
+                );
+                assert!(took >= CONNECT_LIMIT, "gave up early: {took:?}");
+            });
+            mock.join();
+        }
+    }
+}
