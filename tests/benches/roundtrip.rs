@@ -1,0 +1,506 @@
+//! Round trips through `qmp-tokio` and `qmp-smol` against an in-process mock
+//! QEMU (`qmp_proto::Server` on a Unix socket), each measured against a
+//! raw-socket floor in the same run. See BENCHMARKS.md for the cases, the
+//! floors and the latest table.
+//!
+//! `cargo bench -p qmp-tests --bench roundtrip` (or `.ci/bench`, which also
+//! runs the decode benchmark and prints one table of both).
+//!
+//! Runtimes, as a user gets them by default: tokio's multi-thread runtime
+//! (`Runtime::new()`, one worker per core, what `#[tokio::main]` builds)
+//! with the calls made from `block_on`, as in `#[tokio::main]`'s body;
+//! `smol::block_on` for qmp-smol (which drives each connection on its own
+//! thread).
+//!
+//! Run without `--bench` (as `cargo test --all-targets` does) every case
+//! runs once, briefly, as a smoke test.
+
+#[path = "roundtrip/decode_table.rs"]
+mod decode_table;
+#[path = "roundtrip/floor.rs"]
+mod floor;
+#[path = "roundtrip/join.rs"]
+mod join;
+#[path = "roundtrip/measure.rs"]
+mod measure;
+#[path = "roundtrip/mock.rs"]
+mod mock;
+#[path = "roundtrip/usage.rs"]
+mod usage;
+
+use floor::Floor;
+use measure::{Quartiles, Rounds, Subject};
+use mock::{MockServer, BURST};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The cases: what one operation is, and the goal for adapter / floor.
+struct Case {
+    /// For `QMP_BENCH_CASES`.
+    key: &'static str,
+    name: &'static str,
+    floor: &'static str,
+    /// Operations per subject per round, and in the smoke test.
+    ops: u64,
+    smoke_ops: u64,
+    goal: f64,
+}
+
+const SEQUENTIAL: Case = Case {
+    key: "sequential",
+    name: "sequential round trip (per command)",
+    floor: "write a command line, read the reply line",
+    ops: 2000,
+    smoke_ops: 20,
+    goal: 1.15,
+};
+
+/// Commands issued at once in the pipelined case (all of them; the client
+/// keeps 8 on the wire and queues the rest).
+const PIPELINED: Case = Case {
+    key: "pipelined",
+    name: "pipelined, default window of 8 (per command)",
+    floor: "8 command lines in flight: write as many lines as replies read",
+    ops: 4000,
+    smoke_ops: 100,
+    goal: 10.0,
+};
+
+const EVENTS: Case = Case {
+    key: "events",
+    name: "event throughput, bursts of 256 (per event)",
+    floor: "write the trigger line, read the reply line and 256 event lines",
+    ops: 100 * BURST as u64,
+    smoke_ops: BURST as u64,
+    goal: 3.0,
+};
+
+const CONNECT: Case = Case {
+    key: "connect",
+    name: "connect + negotiate (per connection)",
+    floor: "connect, read the greeting line, write qmp_capabilities, read the reply line, close",
+    ops: 200,
+    smoke_ops: 5,
+    goal: 1.2,
+};
+
+/// The pipelining depth of the floor: the adapters' default window
+/// (`ClientConfig::max_in_flight`).
+const WINDOW: usize = 8;
+
+// ---------------------------------------------------------------------------
+// The floor's subjects.
+
+struct FloorSequential(Floor);
+
+impl Subject for FloorSequential {
+    fn run(&mut self, ops: u64) -> Duration {
+        let start = Instant::now();
+        for _ in 0..ops {
+            self.0.write(floor::STATUS_LINE);
+            self.0.read_lines(1);
+        }
+        start.elapsed()
+    }
+}
+
+struct FloorPipelined {
+    floor: Floor,
+    lines: Vec<u8>,
+}
+
+impl Subject for FloorPipelined {
+    fn run(&mut self, ops: u64) -> Duration {
+        let ops = ops as usize;
+        let line = floor::STATUS_LINE.len();
+        let start = Instant::now();
+        let mut sent = WINDOW.min(ops);
+        self.floor.write(&self.lines[..sent * line]);
+        let mut done = 0;
+        while done < ops {
+            let n = self.floor.read_some_lines(sent - done);
+            done += n;
+            let more = n.min(ops - sent);
+            if more > 0 {
+                self.floor.write(&self.lines[..more * line]);
+                sent += more;
+            }
+        }
+        start.elapsed()
+    }
+}
+
+struct FloorEvents(Floor);
+
+impl Subject for FloorEvents {
+    fn run(&mut self, ops: u64) -> Duration {
+        let start = Instant::now();
+        for _ in 0..ops / BURST as u64 {
+            self.0.write(floor::EVENTS_LINE);
+            self.0.read_lines(1 + BURST);
+        }
+        start.elapsed()
+    }
+}
+
+struct FloorConnect(PathBuf);
+
+impl Subject for FloorConnect {
+    fn run(&mut self, ops: u64) -> Duration {
+        let start = Instant::now();
+        for _ in 0..ops {
+            drop(Floor::connect(&self.0));
+        }
+        start.elapsed()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The adapters' subjects: one body, compiled for each way of running it.
+// Every future is `'static` (it owns a clone of the connection) so that it
+// can also run as a spawned task.
+
+macro_rules! adapter_subjects {
+    ($module:ident, $qmp:ident, $block_on:path) => {
+        mod $module {
+            use super::join::join_all;
+            use super::measure::Subject;
+            use super::mock::{BURST, EVENTS_COMMAND};
+            use std::hint::black_box;
+            use std::path::{Path, PathBuf};
+            use std::time::{Duration, Instant};
+            use $qmp::{ConnectOptions, EventFilter, Notice, Qmp, Subscription};
+
+            fn connect(path: &Path) -> Qmp {
+                let path = path.to_path_buf();
+                $block_on(async move { Qmp::connect_unix(path, ConnectOptions::default()).await })
+                    .expect("connect to the mock")
+            }
+
+            pub struct Sequential(Qmp);
+
+            impl Sequential {
+                pub fn new(path: &Path) -> Self {
+                    Sequential(connect(path))
+                }
+            }
+
+            impl Subject for Sequential {
+                fn run(&mut self, ops: u64) -> Duration {
+                    let qmp = self.0.clone();
+                    $block_on(async move {
+                        let start = Instant::now();
+                        for _ in 0..ops {
+                            let status = qmp.execute_raw("query-status", &()).await;
+                            black_box(status.expect("query-status"));
+                        }
+                        start.elapsed()
+                    })
+                }
+            }
+
+            pub struct Pipelined(Qmp);
+
+            impl Pipelined {
+                pub fn new(path: &Path) -> Self {
+                    Pipelined(connect(path))
+                }
+            }
+
+            impl Subject for Pipelined {
+                fn run(&mut self, ops: u64) -> Duration {
+                    let qmp = self.0.clone();
+                    $block_on(async move {
+                        let start = Instant::now();
+                        let calls = (0..ops)
+                            .map(|_| qmp.execute_raw("query-status", &()))
+                            .collect();
+                        for status in join_all(calls).await {
+                            black_box(status.expect("query-status"));
+                        }
+                        start.elapsed()
+                    })
+                }
+            }
+
+            pub struct Events(Qmp, Option<Subscription>);
+
+            impl Events {
+                pub fn new(path: &Path) -> Self {
+                    let qmp = connect(path);
+                    let events = qmp.subscribe(EventFilter::all());
+                    Events(qmp, Some(events))
+                }
+            }
+
+            impl Subject for Events {
+                fn run(&mut self, ops: u64) -> Duration {
+                    let qmp = self.0.clone();
+                    let mut events = self.1.take().expect("the subscription");
+                    let (took, events) = $block_on(async move {
+                        let start = Instant::now();
+                        for _ in 0..ops / BURST as u64 {
+                            qmp.execute_raw(EVENTS_COMMAND, &())
+                                .await
+                                .expect(EVENTS_COMMAND);
+                            for _ in 0..BURST {
+                                match events.next().await {
+                                    Some(Notice::Event(event)) => {
+                                        black_box(event);
+                                    }
+                                    Some(Notice::Lagged(n)) => {
+                                        panic!("the subscriber lagged by {n} events")
+                                    }
+                                    None => panic!("the subscription ended"),
+                                }
+                            }
+                        }
+                        (start.elapsed(), events)
+                    });
+                    self.1 = Some(events);
+                    took
+                }
+            }
+
+            pub struct Connect(pub PathBuf);
+
+            impl Subject for Connect {
+                fn run(&mut self, ops: u64) -> Duration {
+                    let path = self.0.clone();
+                    $block_on(async move {
+                        let start = Instant::now();
+                        for _ in 0..ops {
+                            let qmp = Qmp::connect_unix(&path, ConnectOptions::default())
+                                .await
+                                .expect("connect to the mock");
+                            drop(black_box(qmp));
+                        }
+                        start.elapsed()
+                    })
+                }
+            }
+        }
+    };
+}
+
+fn tokio_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().expect("tokio runtime"))
+}
+
+/// tokio as `#[tokio::main]` sets it up: the multi-thread runtime with one
+/// worker per core, the calls made from `block_on` (the body of `main`).
+fn tokio_block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio_runtime().block_on(future)
+}
+
+/// The same runtime, the calls made from a task spawned on it (as a server
+/// that handles each request in its own task does).
+fn tokio_in_task<F>(future: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = tokio_runtime();
+    runtime
+        .block_on(runtime.spawn(future))
+        .expect("the benchmark task")
+}
+
+adapter_subjects!(on_tokio, qmp_tokio, crate::tokio_block_on);
+adapter_subjects!(in_tokio_task, qmp_tokio, crate::tokio_in_task);
+adapter_subjects!(on_smol, qmp_smol, smol::block_on);
+
+/// The subjects after the floor, as the table's columns.
+const ADAPTERS: [&str; 3] = [
+    "qmp-tokio, `block_on`",
+    "qmp-tokio, spawned task",
+    "qmp-smol, `smol::block_on`",
+];
+
+// ---------------------------------------------------------------------------
+
+struct Measured {
+    case: &'static Case,
+    rounds: Rounds,
+}
+
+fn run_case(
+    case: &'static Case,
+    subjects: &mut [&mut dyn Subject],
+    rounds: usize,
+    smoke: bool,
+) -> Measured {
+    let ops = if smoke { case.smoke_ops } else { case.ops };
+    let started = Instant::now();
+    let rounds = measure::interleaved(subjects, ops, rounds);
+    if !smoke {
+        let per_op: Vec<String> = (0..subjects.len())
+            .map(|i| {
+                let usage = rounds.usage[i];
+                format!(
+                    "{:.0} ns ({:.0} ns CPU, {:.2} switches)",
+                    rounds.median_ns(i),
+                    usage.cpu_ticks as f64 * 1e7 / rounds.ops as f64,
+                    usage.switches as f64 / rounds.ops as f64,
+                )
+            })
+            .collect();
+        eprintln!(
+            "{}: {:.1} s; median wall time per op (process CPU time, context switches), floor first: {}",
+            case.name,
+            started.elapsed().as_secs_f64(),
+            per_op.join("; "),
+        );
+    }
+    Measured { case, rounds }
+}
+
+fn main() {
+    let smoke = !std::env::args().any(|arg| arg == "--bench");
+    let rounds = match std::env::var("QMP_BENCH_ROUNDS") {
+        Ok(n) => n.parse().expect("QMP_BENCH_ROUNDS: a number"),
+        Err(_) if smoke => 1,
+        Err(_) => 15,
+    };
+    // QMP_BENCH_CASES=sequential,events runs only those (for profiling).
+    let only = std::env::var("QMP_BENCH_CASES").ok();
+    let wanted = |case: &Case| {
+        only.as_deref()
+            .is_none_or(|only| only.split(',').any(|key| key == case.key))
+    };
+    let started = Instant::now();
+    let mock = MockServer::start();
+    let path: &Path = mock.path();
+    let mut results = Vec::new();
+
+    if wanted(&SEQUENTIAL) {
+        let mut floor = FloorSequential(Floor::connect(path));
+        let mut tokio = on_tokio::Sequential::new(path);
+        let mut task = in_tokio_task::Sequential::new(path);
+        let mut smol = on_smol::Sequential::new(path);
+        results.push(run_case(
+            &SEQUENTIAL,
+            &mut [&mut floor, &mut tokio, &mut task, &mut smol],
+            rounds,
+            smoke,
+        ));
+    }
+    if wanted(&PIPELINED) {
+        let mut floor = FloorPipelined {
+            floor: Floor::connect(path),
+            lines: floor::STATUS_LINE.repeat(WINDOW),
+        };
+        let mut tokio = on_tokio::Pipelined::new(path);
+        let mut task = in_tokio_task::Pipelined::new(path);
+        let mut smol = on_smol::Pipelined::new(path);
+        results.push(run_case(
+            &PIPELINED,
+            &mut [&mut floor, &mut tokio, &mut task, &mut smol],
+            rounds,
+            smoke,
+        ));
+    }
+    if wanted(&EVENTS) {
+        let mut floor = FloorEvents(Floor::connect(path));
+        let mut tokio = on_tokio::Events::new(path);
+        let mut task = in_tokio_task::Events::new(path);
+        let mut smol = on_smol::Events::new(path);
+        results.push(run_case(
+            &EVENTS,
+            &mut [&mut floor, &mut tokio, &mut task, &mut smol],
+            rounds,
+            smoke,
+        ));
+    }
+    if wanted(&CONNECT) {
+        let mut floor = FloorConnect(path.to_path_buf());
+        let mut tokio = on_tokio::Connect(path.to_path_buf());
+        let mut task = in_tokio_task::Connect(path.to_path_buf());
+        let mut smol = on_smol::Connect(path.to_path_buf());
+        results.push(run_case(
+            &CONNECT,
+            &mut [&mut floor, &mut tokio, &mut task, &mut smol],
+            rounds,
+            smoke,
+        ));
+    }
+
+    if smoke {
+        println!("roundtrip: every case ran once (pass --bench to measure)");
+        return;
+    }
+    let decode = match std::env::var("QMP_BENCH_DECODE_LOG") {
+        Ok(log) => match std::fs::read_to_string(&log)
+            .map_err(|e| e.to_string())
+            .and_then(|text| decode_table::parse(&text))
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                eprintln!("{log}: {e}");
+                Vec::new()
+            }
+        },
+        Err(_) => Vec::new(),
+    };
+    print_table(&results, &decode, rounds);
+    eprintln!("roundtrip: {:.0} s in all", started.elapsed().as_secs_f64());
+}
+
+fn ratio_cell(q: Quartiles) -> String {
+    format!("**{:.2}×** ({:.2}–{:.2})", q.median, q.q1, q.q3)
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "yes"
+    } else {
+        "NO"
+    }
+}
+
+fn print_table(results: &[Measured], decode: &[decode_table::DecodeRow], rounds: usize) {
+    println!();
+    println!(
+        "Ratios from one run. Round trips: adapter time / floor time per operation, median of \
+         {rounds} interleaved rounds (quartiles in brackets), lower is better. Decode: qmp-proto \
+         messages/s / baseline messages/s, higher is better (sans-IO: the same code under every \
+         runtime)."
+    );
+    println!();
+    println!(
+        "| case | floor (measured in the same run) | floor per op | {} | goal | met |",
+        ADAPTERS.join(" | ")
+    );
+    println!(
+        "| --- | --- | ---: |{} ---: | --- |",
+        " ---: |".repeat(ADAPTERS.len())
+    );
+    for m in results {
+        let ratios: Vec<Quartiles> = (1..=ADAPTERS.len()).map(|i| m.rounds.ratio(i)).collect();
+        let cells: Vec<String> = ratios.iter().map(|q| ratio_cell(*q)).collect();
+        let verdicts: Vec<&str> = ratios
+            .iter()
+            .map(|q| met(q.median <= m.case.goal))
+            .collect();
+        println!(
+            "| {} | {} | {:.2} µs | {} | ≤ {}× | {} |",
+            m.case.name,
+            m.case.floor,
+            m.rounds.median_ns(0) / 1000.0,
+            cells.join(" | "),
+            m.case.goal,
+            verdicts.join(", "),
+        );
+    }
+    for row in decode {
+        let cells = vec![format!("**{:.2}**", row.ratio); ADAPTERS.len()];
+        println!(
+            "| decode {} | serde_json `RawValue` struct per line | — | {} | ≥ {} | {} |",
+            row.capture,
+            cells.join(" | "),
+            row.goal,
+            met(row.ratio >= row.goal),
+        );
+    }
+}
