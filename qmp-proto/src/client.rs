@@ -145,6 +145,17 @@ struct Request {
     forgotten: bool,
 }
 
+/// Replies the client dropped instead of delivering: counts that tell a
+/// misbehaving or confused peer apart from a quiet one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DroppedReplies {
+    /// Replies whose id was never ours, or was already answered.
+    pub unknown_id: u64,
+    /// Late replies to commands whose caller had gone
+    /// ([forgotten](Client::forget), for instance after a timeout).
+    pub late: u64,
+}
+
 /// The client side of a QMP connection, with no I/O.
 ///
 /// Feed it what the socket gives ([`receive`](Self::receive),
@@ -249,6 +260,14 @@ impl Client {
     /// Replies dropped because their command had been [forgotten](Self::forget).
     pub fn late_replies(&self) -> u64 {
         self.late_replies
+    }
+
+    /// Both counts of dropped replies at once.
+    pub fn dropped_replies(&self) -> DroppedReplies {
+        DroppedReplies {
+            unknown_id: self.unknown_replies,
+            late: self.late_replies,
+        }
     }
 
     /// Whether `id` still awaits a reply (and has not been forgotten).

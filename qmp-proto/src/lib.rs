@@ -146,7 +146,7 @@ pub mod router;
 mod server;
 pub mod typed;
 
-pub use client::{Client, ClientConfig, ClientOutput, Reply, RequestId};
+pub use client::{Client, ClientConfig, ClientOutput, DroppedReplies, Reply, RequestId};
 #[cfg(feature = "std")]
 pub use connection_error::Error;
 pub use error::{End, ProtocolError, SendError};

@@ -6,8 +6,8 @@ use crate::subscription::Subscription;
 use async_io::{Async, Timer};
 use futures_lite::future;
 use qmp_proto::{
-    Client, ConnectOptions, Cursor, End, Error, EventFilter, Greeting, RawJson, RequestId, Router,
-    Sequenced,
+    Client, ConnectOptions, Cursor, DroppedReplies, End, Error, EventFilter, Greeting, QmpError,
+    RawJson, RequestId, Router, Sequenced,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -316,6 +316,21 @@ impl Qmp {
     ) -> Result<T, Error> {
         let result = answer.map_err(|_| Error::Closed(self.end_reason().unwrap_or(End::Local)))?;
         result.map_err(Error::from)
+    }
+
+    /// Error replies QEMU sent without an id (its answer to input it could
+    /// not parse), oldest first, since the last call; the last 64 are kept.
+    /// No caller receives them, so this is the only place they show.
+    pub fn take_unattributed_errors(&self) -> Vec<QmpError> {
+        self.inner.shared.lock().router.take_unattributed()
+    }
+
+    /// How many replies were dropped instead of delivered: unknown ids, and
+    /// late replies to calls that had timed out or were cancelled.
+    pub fn dropped_replies(&self) -> DroppedReplies {
+        self.inner
+            .shared
+            .read(|router| router.client().dropped_replies())
     }
 
     /// A cursor at the end of the event stream. Take it before running a

@@ -83,7 +83,7 @@ pub mod typed;
 
 pub use connection::Qmp;
 pub use qmp_proto::{
-    ClientConfig, ConnectOptions, Cursor, End, Error, ErrorClass, Event, EventFilter, Greeting,
-    Notice, QmpError, RawJson, SendError, Sequenced, Timestamp,
+    ClientConfig, ConnectOptions, Cursor, DroppedReplies, End, Error, ErrorClass, Event,
+    EventFilter, Greeting, Notice, QmpError, RawJson, SendError, Sequenced, Timestamp,
 };
 pub use subscription::Subscription;

@@ -4,8 +4,8 @@ use crate::shared::{Phase, Shared};
 use crate::subscription::Subscription;
 use crate::transport::{self, Reader, Writer};
 use qmp_proto::{
-    Client, ConnectOptions, Cursor, End, Error, EventFilter, Greeting, RawJson, RequestId, Router,
-    Sequenced,
+    Client, ConnectOptions, Cursor, DroppedReplies, End, Error, EventFilter, Greeting, QmpError,
+    RawJson, RequestId, Router, Sequenced,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -302,6 +302,19 @@ impl Qmp {
             Ok(result) => result.map_err(Error::from),
             Err(_) => Err(Error::Closed(self.end_reason().unwrap_or(End::Local))),
         }
+    }
+
+    /// Error replies QEMU sent without an id (its answer to input it could
+    /// not parse), oldest first, since the last call; the last 64 are kept.
+    /// No caller receives them, so this is the only place they show.
+    pub fn take_unattributed_errors(&self) -> Vec<QmpError> {
+        self.inner.shared.lock().router.take_unattributed()
+    }
+
+    /// How many replies were dropped instead of delivered: unknown ids, and
+    /// late replies to calls that had timed out or were cancelled.
+    pub fn dropped_replies(&self) -> DroppedReplies {
+        self.inner.shared.lock().router.client().dropped_replies()
     }
 
     /// A cursor at the end of the event stream. Take it before running a

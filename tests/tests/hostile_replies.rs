@@ -148,11 +148,8 @@ qmp_tests::on_both_runtimes! {
     }
 
     /// An error reply without id (QEMU's answer to input it cannot parse)
-    /// between replies: not fatal, and no caller gets it.
-    ///
-    /// The adapters keep such errors in the router (`take_unattributed`)
-    /// but offer no way to read them, so this test can only check that
-    /// they harm nothing.
+    /// between replies: not fatal, no caller gets it, and it can be read
+    /// back with `take_unattributed_errors`.
     #[test]
     fn error_without_id_leaves_calls_unaffected() {
         let (stream, mock) = Mock::pair(MockConfig::default(), |peer: Peer| {
@@ -172,6 +169,12 @@ qmp_tests::on_both_runtimes! {
                 assert_eq!(call(&qmp, name).await.expect("reply"), answer_to(name));
             }
             assert_eq!(qmp.end_reason(), None);
+            // `second`'s stray came after its reply: wait for `third`'s.
+            let strays = qmp.take_unattributed_errors();
+            assert_eq!(strays.len(), 2, "{strays:?}");
+            assert!(strays.iter().all(|e| e.desc.starts_with("JSON parse error")));
+            assert!(qmp.take_unattributed_errors().is_empty(), "taken once");
+            assert_eq!(qmp.dropped_replies(), qmp::DroppedReplies::default());
             qmp.close().await;
         });
         mock.join().expect("mock");
@@ -213,6 +216,11 @@ qmp_tests::on_both_runtimes! {
                 assert_eq!(call(&qmp, name).await.expect("reply"), answer_to(name));
             }
             assert_eq!(qmp.end_reason(), None);
+            // Eleven strays with ids per command, all counted; the id-less
+            // success is an unexpected message of its own kind, not a reply.
+            let dropped = qmp.dropped_replies();
+            assert!(dropped.unknown_id >= 3 * 11, "{dropped:?}");
+            assert_eq!(dropped.late, 0, "{dropped:?}");
             qmp.close().await;
         });
         assert_eq!(mock.join().expect("mock"), ["a", "b", "c"]);
@@ -422,6 +430,8 @@ qmp_tests::on_both_runtimes! {
             assert_eq!(call(&qmp, "next").await.expect("reply"), answer_to("next"));
             assert_eq!(call(&qmp, "after").await.expect("reply"), answer_to("after"));
             assert_eq!(qmp.end_reason(), None);
+            let dropped = qmp.dropped_replies();
+            assert_eq!((dropped.late, dropped.unknown_id), (1, 0), "{dropped:?}");
             qmp.close().await;
         });
         mock.join();
