@@ -21,7 +21,12 @@
 
 mod mock;
 
-use qmp_tokio::{ConnectOptions, EventFilter, Qmp};
+use qmp_tokio::typed::commands::{
+    BlockdevBackup, BlockdevCreate, JobDismiss, JobInfo, QueryCommands, QueryJobs,
+};
+use qmp_tokio::typed::events::{BlockJobCompleted, JobStatusChange};
+use qmp_tokio::typed::types::{JobStatus, MirrorSyncMode};
+use qmp_tokio::{ConnectOptions, Qmp};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::fmt;
@@ -258,9 +263,15 @@ async fn session(qmp: &Qmp, images: &Path, out: &mut impl Write) -> Result<(), D
         if qmp.oob_enabled() { "on" } else { "off" }
     )?;
 
-    let commands = call(qmp, "query-commands", json!({})).await?;
-    let count = commands.as_array().map_or(0, Vec::len);
-    writeln!(out, "query-commands: QEMU knows {count} commands")?;
+    let commands = qmp
+        .execute(&QueryCommands)
+        .await
+        .map_err(|e| DemoError::Qmp("query-commands", e))?;
+    writeln!(
+        out,
+        "query-commands: QEMU knows {} commands",
+        commands.len()
+    )?;
 
     // A source that reads as zeroes, and a qcow2 image to back it up to.
     call(
@@ -277,26 +288,20 @@ async fn session(qmp: &Qmp, images: &Path, out: &mut impl Write) -> Result<(), D
 
     let image = images.join("backup.qcow2");
     let image = image.to_string_lossy();
-    run_create_job(
-        qmp,
-        "create-file",
-        json!({"driver": "file", "filename": image, "size": 0}),
-        out,
-    )
-    .await?;
+    let create_file = BlockdevCreate::new("create-file", "file")
+        .option("filename", image.as_ref())
+        .option("size", 0);
+    run_create_job(qmp, create_file, out).await?;
     call(
         qmp,
         "blockdev-add",
         json!({"driver": "file", "node-name": "target-file", "filename": image}),
     )
     .await?;
-    run_create_job(
-        qmp,
-        "create-qcow2",
-        json!({"driver": "qcow2", "file": "target-file", "size": DISK_SIZE}),
-        out,
-    )
-    .await?;
+    let create_qcow2 = BlockdevCreate::new("create-qcow2", "qcow2")
+        .option("file", "target-file")
+        .option("size", DISK_SIZE);
+    run_create_job(qmp, create_qcow2, out).await?;
     call(
         qmp,
         "blockdev-add",
@@ -326,111 +331,83 @@ struct NamedNode {
     drv: String,
 }
 
-/// One entry of `query-jobs`.
-#[derive(Deserialize)]
-struct JobInfo {
-    id: String,
-    status: String,
-    #[serde(rename = "current-progress")]
-    current: u64,
-    #[serde(rename = "total-progress")]
-    total: u64,
-}
-
-/// The filter for JOB_STATUS_CHANGE of job `id` reaching `status`.
-fn job_reaches(id: &'static str, status: &'static str) -> EventFilter {
-    EventFilter::name("JOB_STATUS_CHANGE").matching(move |event| {
-        let data: Result<Value, _> = event.decode();
-        data.is_ok_and(|d| d["id"] == id && d["status"] == status)
-    })
-}
-
 /// Runs `blockdev-create`, follows its job to `concluded` through its
 /// JOB_STATUS_CHANGE events, prints the statuses it went through, and
 /// dismisses it.
 async fn run_create_job(
     qmp: &Qmp,
-    id: &'static str,
-    options: Value,
+    create: BlockdevCreate,
     out: &mut impl Write,
 ) -> Result<(), DemoError> {
-    let driver = options["driver"].as_str().unwrap_or("?").to_owned();
+    let id = create.job_id.clone();
     let cursor = qmp.cursor();
-    call(
-        qmp,
-        "blockdev-create",
-        json!({"job-id": id, "options": options}),
-    )
-    .await?;
-    qmp.wait_for_event(cursor, job_reaches(id, "concluded"), STEP_TIMEOUT)
+    qmp.execute(&create)
+        .await
+        .map_err(|e| DemoError::Qmp("blockdev-create", e))?;
+    let concluded = JobStatusChange::reaching(id.as_str(), JobStatus::Concluded);
+    qmp.wait_for(cursor, &concluded, STEP_TIMEOUT)
         .await
         .map_err(|e| DemoError::Qmp("waiting for blockdev-create", e))?;
-    let statuses = job_statuses(qmp, cursor, id);
     writeln!(
         out,
-        "blockdev-create ({driver}): job '{id}' went {}",
-        statuses.join(" -> ")
+        "blockdev-create ({}): job '{id}' went {}",
+        create.options.driver,
+        job_statuses(qmp, cursor, &id).join(" -> ")
     )?;
-    call(qmp, "job-dismiss", json!({"id": id})).await?;
+    qmp.execute(&JobDismiss::new(id.as_str()))
+        .await
+        .map_err(|e| DemoError::Qmp("job-dismiss", e))?;
     Ok(())
 }
 
 /// The statuses job `id` announced since `cursor`, from the event history.
 fn job_statuses(qmp: &Qmp, cursor: qmp_tokio::Cursor, id: &str) -> Vec<String> {
-    qmp.find_events(cursor, &EventFilter::name("JOB_STATUS_CHANGE"))
-        .iter()
-        .filter_map(|seen| seen.event.decode::<Value>().ok())
-        .filter(|data| data["id"] == id)
-        .filter_map(|data| data["status"].as_str().map(str::to_owned))
+    qmp.find(cursor, &JobStatusChange::for_job(id))
+        .into_iter()
+        .map(|change| change.data.status.to_string())
         .collect()
 }
 
 /// Starts a rate-limited backup and draws its progress until it concludes.
 async fn follow_backup(qmp: &Qmp, out: &mut impl Write) -> Result<(), DemoError> {
     let cursor = qmp.cursor();
-    call(
-        qmp,
-        "blockdev-backup",
-        json!({"job-id": "backup", "device": "source", "target": "target",
-               "sync": "full", "speed": BACKUP_SPEED}),
-    )
-    .await?;
+    let mut backup = BlockdevBackup::new("source", "target", MirrorSyncMode::Full);
+    backup.job_id = Some("backup".into());
+    backup.speed = Some(BACKUP_SPEED as i64);
+    qmp.execute(&backup)
+        .await
+        .map_err(|e| DemoError::Qmp("blockdev-backup", e))?;
     writeln!(
         out,
         "blockdev-backup: job 'backup' started at {} MiB/s",
         BACKUP_SPEED >> 20
     )?;
+    let concluded = JobStatusChange::reaching("backup", JobStatus::Concluded);
     let started = Instant::now();
     loop {
         // QEMU sends no progress events: between status events, ask.
         let tick = Duration::from_millis(250);
-        match qmp
-            .wait_for_event(cursor, job_reaches("backup", "concluded"), tick)
-            .await
-        {
+        match qmp.wait_for(cursor, &concluded, tick).await {
             Ok(_) => break,
             Err(qmp_tokio::Error::Timeout) if started.elapsed() < STEP_TIMEOUT => {}
             Err(e) => return Err(DemoError::Qmp("waiting for the backup", e)),
         }
-        let jobs = call(qmp, "query-jobs", json!({})).await?;
-        let jobs: Vec<JobInfo> =
-            serde_json::from_value(jobs).map_err(|e| DemoError::Decode("query-jobs", e))?;
+        let jobs = qmp
+            .execute(&QueryJobs)
+            .await
+            .map_err(|e| DemoError::Qmp("query-jobs", e))?;
         if let Some(job) = jobs.iter().find(|job| job.id == "backup") {
             writeln!(out, "  {}", progress_bar(job))?;
         }
     }
-    let completed = qmp.find_events(cursor, &EventFilter::name("BLOCK_JOB_COMPLETED"));
-    for seen in completed {
-        let data: Value = seen
-            .event
-            .decode()
-            .map_err(|e| DemoError::Decode("BLOCK_JOB_COMPLETED", e))?;
+    for completed in qmp.find(cursor, &BlockJobCompleted::for_device("backup")) {
+        let data = completed.data;
         writeln!(
             out,
             "BLOCK_JOB_COMPLETED: job '{}' copied {} of {} MiB",
-            data["device"].as_str().unwrap_or("?"),
-            data["offset"].as_u64().unwrap_or(0) >> 20,
-            data["len"].as_u64().unwrap_or(0) >> 20
+            data.device,
+            data.offset >> 20,
+            data.len >> 20
         )?;
     }
     let statuses = job_statuses(qmp, cursor, "backup");
@@ -445,8 +422,8 @@ async fn follow_backup(qmp: &Qmp, out: &mut impl Write) -> Result<(), DemoError>
 /// `[#########-----------]  45%  14/32 MiB  running`
 fn progress_bar(job: &JobInfo) -> String {
     const WIDTH: u64 = 30;
-    let total = job.total.max(1);
-    let done = job.current.min(total);
+    let total = job.total_progress.max(1) as u64;
+    let done = (job.current_progress.max(0) as u64).min(total);
     let filled = (done * WIDTH / total) as usize;
     format!(
         "[{}{}] {:3}%  {}/{} MiB  {}",
