@@ -31,7 +31,12 @@ where
                 match dial.await {
                     Ok(socket) => {
                         drop(dial_failed);
+                        let socket = Arc::new(socket);
+                        shared.lock().socket = Some(socket.clone());
                         drive(&shared, &socket).await;
+                        // Ours is then the last reference: the socket
+                        // closes with this thread, as it always did.
+                        shared.lock().socket = None;
                     }
                     Err(e) => {
                         dial_failed.try_send(e).ok();

@@ -3,11 +3,12 @@
 //! `event-listener` events to wake whoever waits on it.
 
 use async_channel::{Sender, TrySendError};
+use bytes::Bytes;
 use event_listener::Event;
 use qmp_proto::router::{Delivery, Offer};
 use qmp_proto::{Failure, Notice, RawJson, Router, Sequenced};
-use std::os::fd::OwnedFd;
-use std::sync::{Mutex, MutexGuard};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// async-channel senders as the router's waiters (a `bounded(1)` channel
 /// serves as a oneshot).
@@ -44,6 +45,57 @@ pub(crate) struct State {
     pub(crate) router: Router<ChannelDelivery>,
     /// Descriptors that go out with the next bytes written.
     pub(crate) fds: Vec<OwnedFd>,
+    /// The connected socket, for [`State::flush`]; the driver puts it here
+    /// once dialed and takes it back when it stops.
+    pub(crate) socket: Option<Arc<dyn AsFd + Send + Sync>>,
+    /// Bytes taken from the router and not written yet (the socket was
+    /// full); written before any new ones.
+    unsent: Option<Bytes>,
+    /// The driver holds bytes it has not finished writing: nothing else may
+    /// be written until it has.
+    writer_busy: bool,
+}
+
+impl State {
+    /// Writes what the router has to send right away, as far as the socket
+    /// takes it without waiting, so that a command needs no hop through the
+    /// driver thread. Anything else (descriptors to pass, a full socket, an
+    /// error, the end) is left to the driver: returns whether it must be
+    /// woken.
+    fn flush(&mut self) -> bool {
+        if self.writer_busy || !self.fds.is_empty() {
+            return true;
+        }
+        let State {
+            router,
+            socket: Some(socket),
+            unsent,
+            ..
+        } = self
+        else {
+            return true;
+        };
+        loop {
+            let Some(bytes) = unsent.take().or_else(|| router.poll_transmit()) else {
+                return router.end().is_some();
+            };
+            match rustix::net::send(&**socket, &bytes, rustix::net::SendFlags::NOSIGNAL) {
+                Ok(n) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&bytes[..n]), "qmp sent");
+                    if n < bytes.len() {
+                        *unsent = Some(bytes.slice(n..));
+                        return true;
+                    }
+                }
+                // The driver waits for room, or reports the error.
+                Err(_) => {
+                    *unsent = Some(bytes);
+                    return true;
+                }
+            }
+        }
+    }
 }
 
 /// What the writer should do next.
@@ -70,6 +122,9 @@ impl Shared {
             state: Mutex::new(State {
                 router,
                 fds: Vec::new(),
+                socket: None,
+                unsent: None,
+                writer_busy: false,
             }),
             writable: Event::new(),
             changed: Event::new(),
@@ -87,16 +142,19 @@ impl Shared {
         f(&self.lock().router)
     }
 
-    /// Changes the state with `f`, routes whatever that produced, and wakes
-    /// the writer and anyone waiting for a change.
+    /// Changes the state with `f`, routes whatever that produced, writes
+    /// what there is to send (or wakes the writer), and wakes anyone
+    /// waiting for a change.
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        let result = {
+        let (result, wake_writer) = {
             let mut state = self.lock();
             let result = f(&mut state);
             state.router.handle_outputs();
-            result
+            (result, state.flush())
         };
-        self.writable.notify(usize::MAX);
+        if wake_writer {
+            self.writable.notify(usize::MAX);
+        }
         self.changed.notify(usize::MAX);
         result
     }
@@ -116,10 +174,13 @@ impl Shared {
 
     /// The writer's next step, and a listener registered before the router
     /// was looked at, to wait on when idle.
+    /// Until it is called again the driver is the only one to write.
     pub(crate) fn next_outgoing(&self) -> (Outgoing, event_listener::EventListener) {
         let listener = self.writable.listen();
         let mut state = self.lock();
-        let step = match state.router.poll_transmit() {
+        let bytes = state.unsent.take().or_else(|| state.router.poll_transmit());
+        state.writer_busy = bytes.is_some();
+        let step = match bytes {
             Some(bytes) => Outgoing::Send(bytes, std::mem::take(&mut state.fds)),
             None if state.router.end().is_some() => Outgoing::Finished,
             None => Outgoing::Idle,

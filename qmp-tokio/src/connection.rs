@@ -128,6 +128,8 @@ impl Qmp {
         let router = Router::new(Client::new(options.client.clone()), options.router.clone());
         let shared = Arc::new(Shared::new(router));
         let can_pass_fds = writer.can_pass_fds();
+        let writer = Arc::new(writer);
+        shared.lock().writer = Some(writer.clone());
         let reading = tokio::spawn(in_connection_span(transport::read_loop(
             shared.clone(),
             reader,
@@ -282,15 +284,17 @@ impl Qmp {
     ) -> Result<RawJson, Error> {
         let shared = &self.inner.shared;
         let (tx, rx) = oneshot::channel();
-        let id = {
+        let (id, wake_writer) = {
             let mut state = shared.lock();
             let id = state.router.execute(name, arguments, oob, tx);
             if id.is_some() {
                 state.fds.extend(fds);
             }
-            id
+            (id, state.flush())
         };
-        shared.wake_writer.notify_one();
+        if wake_writer {
+            shared.wake_writer.notify_one();
+        }
         let _forget = ForgetOnDrop { shared, id };
         let outcome = match timeout {
             Some(limit) => tokio::time::timeout(limit, rx)

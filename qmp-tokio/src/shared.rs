@@ -1,10 +1,12 @@
 //! The state the caller tasks and the socket tasks share: the router behind
 //! a mutex, and tokio's channels as its [`Delivery`].
 
+use crate::transport::Writer;
+use bytes::Bytes;
 use qmp_proto::router::{Delivery, Offer};
 use qmp_proto::{End, Failure, Notice, RawJson, Router, Sequenced};
 use std::os::fd::OwnedFd;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 /// tokio's channels as the router's waiters.
@@ -49,6 +51,15 @@ pub(crate) struct State {
     pub(crate) router: Router<TokioDelivery>,
     /// File descriptors to send with the next bytes written.
     pub(crate) fds: Vec<OwnedFd>,
+    /// The socket's write half, for [`State::flush`]; the writer task
+    /// takes it out when the connection ends.
+    pub(crate) writer: Option<Arc<Writer>>,
+    /// Bytes taken from the router and not written yet (the socket was
+    /// full); written before any new ones.
+    unsent: Option<Bytes>,
+    /// The writer task holds bytes it has not finished writing: nothing
+    /// else may be written until it has.
+    writer_busy: bool,
 }
 
 pub(crate) struct Shared {
@@ -63,6 +74,9 @@ impl Shared {
             state: Mutex::new(State {
                 router,
                 fds: Vec::new(),
+                writer: None,
+                unsent: None,
+                writer_busy: false,
             }),
             wake_writer: Notify::new(),
             phase: watch::Sender::new(Phase::Connecting),
@@ -77,13 +91,15 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs `f` on the router, then delivers its outputs and wakes the
-    /// writer. Returns whether the connection has ended.
+    /// Runs `f` on the router, then delivers its outputs and writes what
+    /// it has to send (or wakes the writer). Returns whether the connection
+    /// has ended.
     pub(crate) fn with_router<R>(&self, f: impl FnOnce(&mut Router<TokioDelivery>) -> R) -> bool {
         let mut state = self.lock();
         f(&mut state.router);
         let progress = state.router.handle_outputs();
         let ended = state.router.end().cloned();
+        let wake_writer = state.flush();
         drop(state);
         if progress.became_ready {
             self.phase.send_replace(Phase::Ready);
@@ -91,19 +107,65 @@ impl Shared {
         if let Some(end) = &ended {
             self.phase.send_replace(Phase::Ended(end.clone()));
         }
-        self.wake_writer.notify_one();
+        if wake_writer {
+            self.wake_writer.notify_one();
+        }
         ended.is_some()
     }
 
     /// The bytes (and fds) to write next, and whether the connection ended.
-    pub(crate) fn take_transmit(&self) -> (Option<bytes::Bytes>, Vec<OwnedFd>, bool) {
+    /// Until it is called again the writer task is the only one to write.
+    pub(crate) fn take_transmit(&self) -> (Option<Bytes>, Vec<OwnedFd>, bool) {
         let mut state = self.lock();
-        let bytes = state.router.poll_transmit();
+        let bytes = state.unsent.take().or_else(|| state.router.poll_transmit());
+        state.writer_busy = bytes.is_some();
         let fds = if bytes.is_some() {
             std::mem::take(&mut state.fds)
         } else {
             Vec::new()
         };
         (bytes, fds, state.router.end().is_some())
+    }
+}
+
+impl State {
+    /// Writes what the router has to send right away, as far as the socket
+    /// takes it without waiting, so that a command or a reply that unblocks
+    /// queued commands needs no hop through the writer task. Anything else
+    /// (descriptors to pass, a full socket, an error, the end) is left to
+    /// the writer task: returns whether it must be woken.
+    pub(crate) fn flush(&mut self) -> bool {
+        if self.writer_busy || !self.fds.is_empty() {
+            return true;
+        }
+        let State {
+            router,
+            writer: Some(writer),
+            unsent,
+            ..
+        } = self
+        else {
+            return true;
+        };
+        loop {
+            let Some(bytes) = unsent.take().or_else(|| router.poll_transmit()) else {
+                return router.end().is_some();
+            };
+            match writer.try_write(&bytes) {
+                Ok(n) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&bytes[..n]), "qmp sent");
+                    if n < bytes.len() {
+                        *unsent = Some(bytes.slice(n..));
+                        return true;
+                    }
+                }
+                // The writer task waits for room, or reports the error.
+                Err(_) => {
+                    *unsent = Some(bytes);
+                    return true;
+                }
+            }
+        }
     }
 }

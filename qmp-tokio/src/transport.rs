@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{tcp, unix, TcpStream, ToSocketAddrs, UnixStream};
 
 /// The write half of a connected socket.
@@ -21,10 +21,35 @@ pub(crate) enum Writer {
 pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
 
 pub(crate) async fn dial_unix(path: &Path) -> Result<(Reader, Writer), Error> {
-    let stream = UnixStream::connect(path)
-        .await
-        .map_err(|e| Error::Connect(Arc::new(e)))?;
+    let stream = match connect_now(path) {
+        Some(connected) => connected.and_then(UnixStream::from_std),
+        None => UnixStream::connect(path).await,
+    }
+    .map_err(|e| Error::Connect(Arc::new(e)))?;
     Ok(split_unix(stream))
+}
+
+/// Connects a non-blocking Unix socket to `path` without waiting, which a
+/// Unix socket nearly always does at once; `UnixStream::connect` would
+/// wait for the runtime to report it writable, one more thread hop. `None`
+/// when it cannot answer now (the listener's backlog is full, or the path
+/// is not a plain socket address): the caller dials the usual way, which
+/// also gives the usual errors.
+fn connect_now(path: &Path) -> Option<io::Result<std::os::unix::net::UnixStream>> {
+    use rustix::io::Errno;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let address = SocketAddrUnix::new(path).ok()?;
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let socket =
+        match rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None) {
+            Ok(socket) => socket,
+            Err(e) => return Some(Err(e.into())),
+        };
+    match rustix::net::connect(&socket, &address) {
+        Ok(()) => Some(Ok(socket.into())),
+        Err(Errno::AGAIN | Errno::INPROGRESS) => None,
+        Err(e) => Some(Err(e.into())),
+    }
 }
 
 pub(crate) async fn dial_tcp(addr: impl ToSocketAddrs) -> Result<(Reader, Writer), Error> {
@@ -48,8 +73,23 @@ impl Writer {
         matches!(self, Writer::Unix(_))
     }
 
+    /// Writes as much of `bytes` as the socket takes now, without waiting.
+    pub(crate) fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Writer::Unix(w) => w.try_write(bytes),
+            Writer::Tcp(w) => w.try_write(bytes),
+        }
+    }
+
+    async fn writable(&self) -> io::Result<()> {
+        match self {
+            Writer::Unix(w) => w.writable().await,
+            Writer::Tcp(w) => w.writable().await,
+        }
+    }
+
     /// Writes all of `bytes`; `fds` ride along with the first byte.
-    async fn write_all_with_fds(&mut self, mut bytes: &[u8], fds: Vec<OwnedFd>) -> io::Result<()> {
+    async fn write_all_with_fds(&self, mut bytes: &[u8], fds: Vec<OwnedFd>) -> io::Result<()> {
         if !fds.is_empty() {
             let Writer::Unix(half) = self else {
                 return Err(io::Error::other("fd passing needs a Unix socket"));
@@ -66,17 +106,15 @@ impl Writer {
             };
             bytes = &bytes[sent..];
         }
-        match self {
-            Writer::Unix(w) => w.write_all(bytes).await,
-            Writer::Tcp(w) => w.write_all(bytes).await,
+        while !bytes.is_empty() {
+            match self.try_write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) => return Err(e),
+            }
         }
-    }
-
-    async fn shutdown(&mut self) {
-        let _ = match self {
-            Writer::Unix(w) => w.shutdown().await,
-            Writer::Tcp(w) => w.shutdown().await,
-        };
+        Ok(())
     }
 }
 
@@ -120,15 +158,18 @@ pub(crate) async fn read_loop(shared: Arc<Shared>, mut reader: Reader) {
     }
 }
 
-/// Writes whatever the router has to send, whenever it is woken.
-pub(crate) async fn write_loop(shared: Arc<Shared>, mut writer: Writer) {
+/// Writes what the router has to send whenever it is woken, which
+/// [`State::flush`](crate::shared::State::flush) does when it cannot write
+/// it all itself. At the end it drops the write half, which shuts the
+/// socket down for writing.
+pub(crate) async fn write_loop(shared: Arc<Shared>, writer: Arc<Writer>) {
     loop {
         shared.wake_writer.notified().await;
         loop {
             let (bytes, fds, ended) = shared.take_transmit();
             let Some(bytes) = bytes else {
                 if ended {
-                    writer.shutdown().await;
+                    shared.lock().writer = None;
                     return;
                 }
                 break;

@@ -70,7 +70,7 @@ const EVENTS: Case = Case {
     key: "events",
     name: "event throughput, bursts of 256 (per event)",
     floor: "write the trigger line, read the reply line and 256 event lines",
-    ops: 100 * BURST as u64,
+    ops: 600 * BURST as u64,
     smoke_ops: BURST as u64,
     goal: 3.0,
 };
@@ -138,6 +138,25 @@ impl Subject for FloorEvents {
         for _ in 0..ops / BURST as u64 {
             self.0.write(floor::EVENTS_LINE);
             self.0.read_lines(1 + BURST);
+        }
+        start.elapsed()
+    }
+}
+
+/// For reference: the events floor, plus checking each event line with
+/// serde_json (into `IgnoredAny`: a full validation, nothing kept), the
+/// least a client that does not trust its peer must do.
+struct FloorEventsChecked(Floor);
+
+impl Subject for FloorEventsChecked {
+    fn run(&mut self, ops: u64) -> Duration {
+        let start = Instant::now();
+        for _ in 0..ops / BURST as u64 {
+            self.0.write(floor::EVENTS_LINE);
+            self.0.read_lines_with(1 + BURST, |line| {
+                let checked = serde_json::from_slice::<serde::de::IgnoredAny>(line);
+                checked.expect("a JSON line");
+            });
         }
         start.elapsed()
     }
@@ -323,6 +342,8 @@ const ADAPTERS: [&str; 3] = [
 struct Measured {
     case: &'static Case,
     rounds: Rounds,
+    /// A second floor, for reference: its subject and what it is.
+    reference: Option<(usize, &'static str)>,
 }
 
 fn run_case(
@@ -353,7 +374,11 @@ fn run_case(
             per_op.join("; "),
         );
     }
-    Measured { case, rounds }
+    Measured {
+        case,
+        rounds,
+        reference: None,
+    }
 }
 
 fn main() {
@@ -361,7 +386,7 @@ fn main() {
     let rounds = match std::env::var("QMP_BENCH_ROUNDS") {
         Ok(n) => n.parse().expect("QMP_BENCH_ROUNDS: a number"),
         Err(_) if smoke => 1,
-        Err(_) => 15,
+        Err(_) => 25,
     };
     // QMP_BENCH_CASES=sequential,events runs only those (for profiling).
     let only = std::env::var("QMP_BENCH_CASES").ok();
@@ -406,12 +431,18 @@ fn main() {
         let mut tokio = on_tokio::Events::new(path);
         let mut task = in_tokio_task::Events::new(path);
         let mut smol = on_smol::Events::new(path);
-        results.push(run_case(
+        let mut checked = FloorEventsChecked(Floor::connect(path));
+        let mut measured = run_case(
             &EVENTS,
-            &mut [&mut floor, &mut tokio, &mut task, &mut smol],
+            &mut [&mut floor, &mut tokio, &mut task, &mut smol, &mut checked],
             rounds,
             smoke,
+        );
+        measured.reference = Some((
+            ADAPTERS.len() + 1,
+            "the same, and each line checked with serde_json (`IgnoredAny`)",
         ));
+        results.push(measured);
     }
     if wanted(&CONNECT) {
         let mut floor = FloorConnect(path.to_path_buf());
@@ -477,7 +508,7 @@ fn print_table(results: &[Measured], decode: &[decode_table::DecodeRow], rounds:
         " ---: |".repeat(ADAPTERS.len())
     );
     for m in results {
-        let ratios: Vec<Quartiles> = (1..=ADAPTERS.len()).map(|i| m.rounds.ratio(i)).collect();
+        let ratios: Vec<Quartiles> = (1..=ADAPTERS.len()).map(|i| m.rounds.ratio(i, 0)).collect();
         let cells: Vec<String> = ratios.iter().map(|q| ratio_cell(*q)).collect();
         let verdicts: Vec<&str> = ratios
             .iter()
@@ -492,6 +523,18 @@ fn print_table(results: &[Measured], decode: &[decode_table::DecodeRow], rounds:
             m.case.goal,
             verdicts.join(", "),
         );
+        if let Some((reference, what)) = m.reference {
+            let cells: Vec<String> = (1..=ADAPTERS.len())
+                .map(|i| ratio_cell(m.rounds.ratio(i, reference)))
+                .collect();
+            println!(
+                "| {}, for reference | {} | {:.2} µs | {} | — | — |",
+                m.case.name,
+                what,
+                m.rounds.median_ns(reference) / 1000.0,
+                cells.join(" | "),
+            );
+        }
     }
     for row in decode {
         let cells = vec![format!("**{:.2}**", row.ratio); ADAPTERS.len()];

@@ -1,7 +1,8 @@
 //! The raw-socket floor: a blocking `std::os::unix::net::UnixStream` that
 //! writes preformatted command lines and counts the lines that come back.
 //! No JSON is parsed and no id is checked: it is what talking to the mock
-//! costs with no client library at all.
+//! costs with no client library at all. (The events case also has a floor
+//! that checks each line with serde_json, for reference.)
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -43,9 +44,14 @@ impl Floor {
     }
 
     /// Reads until `n` more lines have arrived (bytes past them are kept).
-    pub fn read_lines(&mut self, mut n: usize) {
+    pub fn read_lines(&mut self, n: usize) {
+        self.read_lines_with(n, |_| {});
+    }
+
+    /// Reads until `n` more lines have arrived, giving each to `each`.
+    pub fn read_lines_with(&mut self, mut n: usize, mut each: impl FnMut(&[u8])) {
         while n > 0 {
-            n -= self.count_buffered(n);
+            n -= self.take_buffered(n, &mut each);
             if n > 0 {
                 self.fill();
             }
@@ -66,10 +72,17 @@ impl Floor {
 
     /// Counts up to `limit` complete lines already buffered, consuming them.
     fn count_buffered(&mut self, limit: usize) -> usize {
+        self.take_buffered(limit, &mut |_| {})
+    }
+
+    /// Consumes up to `limit` complete lines already buffered, giving each
+    /// to `each`; returns how many.
+    fn take_buffered(&mut self, limit: usize, each: &mut impl FnMut(&[u8])) -> usize {
         let mut counted = 0;
         while counted < limit {
             match memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
                 Some(at) => {
+                    each(&self.buf[self.start..self.start + at]);
                     self.start += at + 1;
                     counted += 1;
                 }

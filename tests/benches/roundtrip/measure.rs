@@ -25,12 +25,12 @@ pub struct Rounds {
 }
 
 impl Rounds {
-    /// Median of the per-round ratios of `subject` to the floor (subject
-    /// 0), with the first and third quartiles.
-    pub fn ratio(&self, subject: usize) -> Quartiles {
+    /// Median of the per-round ratios of `subject` to `floor` (subject 0
+    /// is the case's floor), with the first and third quartiles.
+    pub fn ratio(&self, subject: usize, floor: usize) -> Quartiles {
         let ratios: Vec<f64> = self.ns[subject]
             .iter()
-            .zip(&self.ns[0])
+            .zip(&self.ns[floor])
             .map(|(s, f)| s / f)
             .collect();
         Quartiles::of(ratios)
