@@ -1,17 +1,5 @@
-//! The `client_ops` body: a [`Client`](qmp_proto::Client) driven by an
-//! arbitrary sequence of operations and checked, after every step, against a
-//! model of what it must do.
-//!
-//! The peer side is a byte queue ("outbox") that operations append whole
-//! server messages (or garbage) to, and that [`Op::Deliver`] hands to the
-//! client a few bytes at a time, so messages arrive cut anywhere and
-//! interleaved with commands. As long as only well-formed messages have been
-//! delivered the model is exact: it predicts every output, every
-//! `execute`/`forget` result, every command written (in order), and the
-//! counters. Once garbage has been delivered the client's reading of it is
-//! not predicted any more, and only the invariants that hold for any input
-//! are checked ([`CheckedClient`]): the window, one reply per id and none for
-//! a forgotten one, the end once and last, nothing after it.
+//! The `client_ops` body and the model it checks the client against; see
+//! [`client_ops`].
 
 use super::{CheckedClient, WireCommand};
 use arbitrary::{Arbitrary, Unstructured};
@@ -600,14 +588,23 @@ impl Model {
 // ---------------------------------------------------------------------------
 // The driver.
 
-/// The client machine driven by an arbitrary sequence of operations; see
-/// the [module docs](self).
+/// The client machine driven by an arbitrary sequence of operations (built
+/// from the input with `arbitrary`), checked after every step against a
+/// model of what it must do.
+///
+/// The peer side is a byte queue ("outbox") that operations append whole
+/// server messages (or garbage) to, and that a `Deliver` operation hands to
+/// the client a few bytes at a time, so messages arrive cut anywhere and
+/// interleaved with commands. As long as only well-formed messages have been
+/// delivered the model is exact. Once garbage has been delivered, the
+/// client's reading of it is not predicted any more, and only the
+/// invariants that hold for any input are checked.
 ///
 /// Checks after every step: while only well-formed messages were
 /// delivered, the outputs, `execute` and `forget` results, commands written,
 /// in-flight and queued counts, readiness, the unknown and late reply
 /// counters and `is_pending` of every id are those of the model; always,
-/// the invariants of `CheckedClient` (at most `max_in_flight` in-band
+/// the invariants every client body checks (at most `max_in_flight` in-band
 /// commands in flight, each id answered at most once and never after
 /// `forget` said it forgot it, the end once and last, nothing after it).
 pub fn client_ops(data: &[u8]) {
