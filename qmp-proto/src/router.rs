@@ -453,6 +453,38 @@ impl<D: Delivery> Router<D> {
         self.client.poll_transmit()
     }
 
+    /// Writes what is ready to send through `try_write`, which writes as
+    /// much of a chunk as it can *without waiting* and says how much, or
+    /// `None` when it can take nothing now (or failed). What it does not
+    /// take is kept in `unsent`, which the caller's own writer must send,
+    /// waiting as needed, before anything newer: that keeps the wire in
+    /// order when callers write directly and a writer task finishes up.
+    ///
+    /// Returns whether that writer has work: bytes left in `unsent`, or the
+    /// connection's end to act on.
+    pub fn transmit_with(
+        &mut self,
+        unsent: &mut Option<bytes::Bytes>,
+        mut try_write: impl FnMut(&[u8]) -> Option<usize>,
+    ) -> bool {
+        loop {
+            let Some(bytes) = unsent.take().or_else(|| self.poll_transmit()) else {
+                return self.end().is_some();
+            };
+            match try_write(&bytes) {
+                Some(n) if n >= bytes.len() => {}
+                Some(n) => {
+                    *unsent = Some(bytes.slice(n..));
+                    return true;
+                }
+                None => {
+                    *unsent = Some(bytes);
+                    return true;
+                }
+            }
+        }
+    }
+
     /// Drains the client's outputs and delivers each to its waiters. Call it
     /// after every input; then write [`poll_transmit`](Self::poll_transmit).
     pub fn handle_outputs(&mut self) -> Progress {
@@ -642,6 +674,39 @@ mod tests {
 
     fn slot<T>() -> Slot<T> {
         Rc::new(RefCell::new(None))
+    }
+
+    #[test]
+    fn transmit_with_keeps_what_was_not_written_in_order() {
+        let mut pair = Pair::new(8);
+        let (first, second) = (slot(), slot());
+        pair.router.execute("first", &(), false, first);
+        pair.router.execute("second", &(), false, second);
+        let mut unsent = None;
+        let mut wire = Vec::new();
+        // A socket that takes 5 bytes, then nothing.
+        let mut room = 5;
+        let writer_has_work = pair.router.transmit_with(&mut unsent, |bytes| {
+            let n = bytes.len().min(room);
+            room -= n;
+            wire.extend_from_slice(&bytes[..n]);
+            (n > 0).then_some(n)
+        });
+        assert!(writer_has_work);
+        assert_eq!(wire.len(), 5);
+        // The writer finishes up, in order: the rest of the first chunk,
+        // then everything after it.
+        let writer_has_work = pair.router.transmit_with(&mut unsent, |bytes| {
+            wire.extend_from_slice(bytes);
+            Some(bytes.len())
+        });
+        assert!(!writer_has_work);
+        assert!(unsent.is_none());
+        let text = String::from_utf8(wire).unwrap();
+        let at_first = text.find("\"first\"").expect("first sent");
+        let at_second = text.find("\"second\"").expect("second sent");
+        assert!(at_first < at_second, "{text}");
+        assert_eq!(text.matches("execute").count(), 2, "{text}");
     }
 
     #[test]

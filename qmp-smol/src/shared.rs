@@ -75,26 +75,13 @@ impl State {
         else {
             return true;
         };
-        loop {
-            let Some(bytes) = unsent.take().or_else(|| router.poll_transmit()) else {
-                return router.end().is_some();
-            };
-            match rustix::net::send(&**socket, &bytes, rustix::net::SendFlags::NOSIGNAL) {
-                Ok(n) => {
-                    #[cfg(feature = "tracing")]
-                    tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&bytes[..n]), "qmp sent");
-                    if n < bytes.len() {
-                        *unsent = Some(bytes.slice(n..));
-                        return true;
-                    }
-                }
-                // The driver waits for room, or reports the error.
-                Err(_) => {
-                    *unsent = Some(bytes);
-                    return true;
-                }
-            }
-        }
+        router.transmit_with(unsent, |bytes| {
+            // An error is left for the driver to meet and report.
+            let n = rustix::net::send(&**socket, bytes, rustix::net::SendFlags::NOSIGNAL).ok()?;
+            #[cfg(feature = "tracing")]
+            tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&bytes[..n]), "qmp sent");
+            Some(n)
+        })
     }
 }
 

@@ -147,25 +147,12 @@ impl State {
         else {
             return true;
         };
-        loop {
-            let Some(bytes) = unsent.take().or_else(|| router.poll_transmit()) else {
-                return router.end().is_some();
-            };
-            match writer.try_write(&bytes) {
-                Ok(n) => {
-                    #[cfg(feature = "tracing")]
-                    tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&bytes[..n]), "qmp sent");
-                    if n < bytes.len() {
-                        *unsent = Some(bytes.slice(n..));
-                        return true;
-                    }
-                }
-                // The writer task waits for room, or reports the error.
-                Err(_) => {
-                    *unsent = Some(bytes);
-                    return true;
-                }
-            }
-        }
+        router.transmit_with(unsent, |bytes| {
+            // An error is left for the writer task to meet and report.
+            let n = writer.try_write(bytes).ok()?;
+            #[cfg(feature = "tracing")]
+            tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&bytes[..n]), "qmp sent");
+            Some(n)
+        })
     }
 }
