@@ -4,8 +4,9 @@
     python3 fuzz/seed-corpus.py OUTDIR
 
 writes OUTDIR/<target>/<name> for framer, client_bytes and server_bytes. The
-checked-in corpus (fuzz/corpus/) is what `cargo fuzz cmin` kept of them, and
-of what the fuzzer found since. Each seed is the bodies' three header bytes
+checked-in corpus (fuzz/corpus/) holds all of them (the files named qemu-*)
+and what the fuzzer found since that reaches code they do not (see
+fuzz/README.md). Each seed is the bodies' three header bytes
 (two of settings, a zero chunk count: the stream pushed whole; see
 tests/src/fuzz_bodies.rs) followed by a run of whole messages of a capture,
 at most MAX_SEED bytes of them: libFuzzer works best on small inputs, so the
