@@ -2,71 +2,8 @@
 //! Skipped, with a note, where QEMU is not installed.
 
 use qmp_smol::{ConnectOptions, Error, ErrorClass, EventFilter, Qmp};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const QEMU: &str = "qemu-system-x86_64";
-
-/// A QEMU process, killed and reaped when dropped (also on a failed assert).
-struct Qemu {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Qemu {
-    /// Starts QEMU with a QMP server socket in a fresh temporary directory,
-    /// or `None` if QEMU is not installed.
-    fn start() -> Option<Qemu> {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let socket = dir.path().join("qmp.sock");
-        let qmp = format!("unix:{},server=on,wait=off", socket.display());
-        let spawned = Command::new(QEMU)
-            .args([
-                "-M",
-                "none",
-                "-nodefaults",
-                "-display",
-                "none",
-                "-qmp",
-                &qmp,
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => panic!("cannot start {QEMU}: {e}"),
-        };
-        let qemu = Qemu {
-            child,
-            socket,
-            _dir: dir,
-        };
-        qemu.wait_for_socket(Duration::from_secs(10));
-        Some(qemu)
-    }
-
-    fn wait_for_socket(&self, limit: Duration) {
-        let start = Instant::now();
-        while !Path::new(&self.socket).exists() {
-            assert!(
-                start.elapsed() < limit,
-                "QEMU made no QMP socket in {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
+use qmp_tests::qemu::QemuProcess;
+use std::time::Duration;
 
 #[derive(serde::Deserialize)]
 struct Status {
@@ -76,13 +13,14 @@ struct Status {
 
 #[test]
 fn session_against_real_qemu() {
-    let Some(qemu) = Qemu::start() else {
-        eprintln!("{QEMU} is not installed: skipping the real-QEMU test");
+    // Daemonized QEMU from the workspace's test harness: ready when started,
+    // killed when dropped; `None` (skip) only where QEMU is not installed.
+    let Some(qemu) = QemuProcess::system(&[]) else {
         return;
     };
     smol::block_on(async {
         let options = ConnectOptions::default().connect_timeout(Duration::from_secs(10));
-        let qmp = Qmp::connect_unix(&qemu.socket, options)
+        let qmp = Qmp::connect_unix(qemu.socket(), options)
             .await
             .expect("connect and negotiate");
         assert!(qmp.greeting().version.qemu.major >= 2);
