@@ -142,6 +142,7 @@ pub mod framing;
 mod json;
 mod message;
 mod options;
+mod pretty;
 pub mod router;
 mod server;
 pub mod typed;

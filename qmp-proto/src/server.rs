@@ -6,6 +6,7 @@ use crate::json::{push_str_literal, RawJson};
 use crate::message::{
     parse_client_message, Capability, Command, ErrorClass, Greeting, QmpError, Timestamp, Version,
 };
+use crate::pretty::write_pretty;
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -334,21 +335,15 @@ impl Server {
         self.write_message(message);
     }
 
-    /// Ends `message` with CRLF, as QEMU does, re-indenting it first when
-    /// `pretty` is set.
+    /// Ends `message` with CRLF, as QEMU does, re-indenting it (token by
+    /// token, so ids and payloads keep their text) when `pretty` is set.
     fn write_message(&mut self, message: Vec<u8>) {
         if self.config.pretty {
-            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&message) {
-                let pretty = serde_json::to_vec_pretty(&value).unwrap_or(message);
-                for line in pretty.split(|&b| b == b'\n') {
-                    self.transmit.extend_from_slice(line);
-                    self.transmit.extend_from_slice(b"\r\n");
-                }
-                return;
-            }
+            write_pretty(&message, &mut self.transmit);
+        } else {
+            self.transmit.extend_from_slice(&message);
+            self.transmit.extend_from_slice(b"\r\n");
         }
-        self.transmit.extend_from_slice(&message);
-        self.transmit.extend_from_slice(b"\r\n");
     }
 
     fn end(&mut self, end: End) {

@@ -198,3 +198,31 @@ fn split_object_commands(server: &mut Server) -> usize {
         })
         .count()
 }
+
+/// With `pretty=on` the id is re-indented but keeps its tokens: a number
+/// no 64-bit type holds, and object members in the client's order.
+#[test]
+fn pretty_replies_echo_ids_token_for_token() {
+    let id = r#"{"z": 18446744073709551616123, "a": [1.50e+3, "x, y"]}"#;
+    let mut server = Server::new(ServerConfig::default().pretty(true));
+    server.receive(b"{\"execute\": \"qmp_capabilities\"}");
+    server.receive(format!(r#"{{"execute": "query-status", "id": {id}}}"#).as_bytes());
+    let mut commands = Vec::new();
+    while let Some(output) = server.poll_output() {
+        if let ServerOutput::Command(command) = output {
+            commands.push(command);
+        }
+    }
+    let [command] = &commands[..] else {
+        panic!("expected one command, got {commands:?}");
+    };
+    while server.poll_transmit().is_some() {}
+    server.reply_ok(command, &()).unwrap();
+    let mut wrote = Vec::new();
+    while let Some(bytes) = server.poll_transmit() {
+        wrote.extend_from_slice(&bytes);
+    }
+    let wrote = String::from_utf8(wrote).unwrap();
+    let expected = "{\r\n    \"return\": null,\r\n    \"id\": {\r\n        \"z\": 18446744073709551616123,\r\n        \"a\": [\r\n            1.50e+3,\r\n            \"x, y\"\r\n        ]\r\n    }\r\n}\r\n";
+    assert_eq!(wrote, expected);
+}
