@@ -1,5 +1,6 @@
 //! Runs `examples/blocking.rs` against its built-in mock and, when
-//! `qemu-system-x86_64` is installed, against a real QEMU.
+//! `qemu-system-x86_64` is installed, against a real QEMU (started by the
+//! workspace's harness, `qmp_tests::qemu`).
 //!
 //! The example's source is compiled into this test as a module and its
 //! `run` function (all of `main` except the process exit code and the
@@ -14,12 +15,9 @@
 #[path = "../examples/blocking.rs"]
 mod blocking;
 
+use qmp_tests::qemu::{self, QemuProcess};
 use std::ffi::OsString;
-use std::io::Read;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 /// Runs the example with `args` (without the program name), returning its
 /// output, or panicking with the error and the output so far.
@@ -96,87 +94,9 @@ fn missing_socket_is_a_clear_error() {
     );
 }
 
-/// A QEMU process and its temporary directory, both gone when dropped,
-/// whether the test passed or panicked.
-struct Qemu {
-    child: Child,
-    socket: PathBuf,
-    // Fields are dropped after `Drop::drop` has run, so the directory is
-    // removed only once QEMU has been killed.
-    _dir: tempfile::TempDir,
-}
-
-impl Qemu {
-    fn start(binary: &Path) -> Qemu {
-        let dir = tempfile::tempdir().expect("create a temporary directory");
-        let socket = dir.path().join("qmp.sock");
-        let mut qmp = OsString::from("unix:");
-        qmp.push(&socket);
-        qmp.push(",server=on,wait=off");
-        let child = Command::new(binary)
-            .args(["-M", "none", "-nodefaults", "-display", "none", "-qmp"])
-            .arg(qmp)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        // From here on the guard owns the process: any panic kills it.
-        let mut qemu = Qemu {
-            child,
-            socket,
-            _dir: dir,
-        };
-        qemu.wait_until_listening();
-        qemu
-    }
-
-    /// Polls, bounded, until QEMU accepts connections on the socket. A
-    /// successful connect rather than the file's existence is the test,
-    /// because QEMU creates the file (bind) just before it listens. The
-    /// probe connection is closed at once; QEMU then takes the next one.
-    fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().expect("poll QEMU") {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = self.child.stderr.take() {
-                    let _ = pipe.read_to_string(&mut stderr);
-                }
-                panic!("QEMU exited before listening ({status}):\n{stderr}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "QEMU did not listen on {} within 20 s",
-                self.socket.display()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        // Errors are moot here: the process may already have exited.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The full path of `program` if it is an executable file on `PATH`.
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
-
 /// `10.0.2` out of `QEMU emulator version 10.0.2 (Debian ...)`.
-fn installed_version(binary: &Path) -> String {
-    let output = Command::new(binary)
+fn installed_version() -> String {
+    let output = Command::new(qemu::SYSTEM)
         .arg("--version")
         .output()
         .expect("run qemu --version");
@@ -190,15 +110,13 @@ fn installed_version(binary: &Path) -> String {
 
 #[test]
 fn real_qemu_session() {
-    let Some(binary) = find_on_path("qemu-system-x86_64") else {
-        eprintln!("note: qemu-system-x86_64 is not on PATH; skipping the real QEMU session");
+    // The harness says when it skips (QEMU not installed); CI requires it.
+    let Some(qemu) = QemuProcess::system(&[]) else {
         return;
     };
-    let version = installed_version(&binary);
+    let version = installed_version();
     let major = version.split('.').next().unwrap_or_default();
-
-    let qemu = Qemu::start(&binary);
-    let socket = qemu.socket.to_str().expect("temporary paths are UTF-8");
+    let socket = qemu.socket().to_str().expect("temporary paths are UTF-8");
     let out = run_example(&[
         socket,
         "query-name",
