@@ -17,14 +17,31 @@
 //! After the run a table of those ratios is printed (from criterion's saved
 //! estimates; see BENCHMARKS.md).
 //!
+//! The `events` group is the per-event cost of the round-trip benchmark's
+//! events case without its sockets and channels: a burst of [`BURST`]
+//! `JOB_STATUS_CHANGE` events, as QEMU writes them, given in one piece to
+//!
+//! - `client`: a negotiated [`Client`], [`Client::poll_output`] drained;
+//! - `router`: a [`Router`] over one, with one subscriber for every event
+//!   (a plain queue emptied after each burst) and the default history;
+//! - `serde`: the baseline, each line checked by `serde_json` with
+//!   `IgnoredAny` (a full validation that keeps nothing).
+//!
 //! `cargo bench -p qmp-proto --bench decode`
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use qmp_proto::{Client, ClientConfig, ClientOutput, End};
+use qmp_proto::router::{Delivery, Offer};
+use qmp_proto::{
+    Client, ClientConfig, ClientOutput, End, EventFilter, Failure, Notice, RawJson, Router,
+    RouterConfig, Sequenced, Server, ServerConfig,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/captures/");
@@ -179,11 +196,157 @@ fn main() {
             plain_bytes: plain.len(),
         });
     }
+    bench_events(&mut criterion);
     criterion.final_summary();
     // `cargo bench` passes --bench; `cargo test` runs each benchmark once.
     if std::env::args().any(|arg| arg == "--bench") {
         print_ratios(&rows, started);
+        print_event_costs(started);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Events: the per-event cost of decoding and routing.
+
+/// Events per burst, as in the round-trip benchmark.
+const BURST: usize = 256;
+
+/// [`BURST`] events as QEMU writes them (see the captures), one a line.
+fn event_burst() -> Vec<u8> {
+    let mut burst = Vec::new();
+    for i in 0..BURST {
+        let line = format!(
+            concat!(
+                r#"{{"timestamp": {{"seconds": {}, "microseconds": {}}}, "#,
+                r#""event": "JOB_STATUS_CHANGE", "data": {{"status": "running", "id": "job0"}}}}"#,
+                "\r\n"
+            ),
+            1_764_000_000 + i,
+            123_456 + i,
+        );
+        burst.extend_from_slice(line.as_bytes());
+    }
+    burst
+}
+
+/// A client that has negotiated with a [`Server`].
+fn negotiated_client() -> Client {
+    let mut client = Client::default();
+    let mut server = Server::new(ServerConfig::default());
+    while !client.is_ready() {
+        while let Some(bytes) = server.poll_transmit() {
+            client.receive(&bytes);
+        }
+        while client.poll_output().is_some() {}
+        while let Some(bytes) = client.poll_transmit() {
+            server.receive(&bytes);
+        }
+        while server.poll_output().is_some() {}
+    }
+    client
+}
+
+/// One burst through a negotiated client; returns the events it gave.
+fn client_events(client: &mut Client, burst: &[u8]) -> usize {
+    client.receive(burst);
+    let mut events = 0;
+    while let Some(output) = client.poll_output() {
+        if let ClientOutput::Event(event) = output {
+            black_box(&event);
+            events += 1;
+        }
+    }
+    events
+}
+
+/// A subscriber is a plain queue of at most [`BURST`] notices.
+type Queue = Rc<RefCell<VecDeque<Notice>>>;
+
+struct QueueDelivery;
+
+impl Delivery for QueueDelivery {
+    type Call = ();
+    type Wait = ();
+    type Subscriber = Queue;
+
+    fn complete(_: (), _: Result<RawJson, Failure>) {}
+    fn found(_: (), _: Result<Sequenced, Failure>) {}
+    fn offer(queue: &mut Queue, notice: Notice) -> Offer {
+        let mut queue = queue.borrow_mut();
+        if queue.len() == BURST {
+            return Offer::Full;
+        }
+        queue.push_back(notice);
+        Offer::Accepted
+    }
+    fn wait_is_gone(_: &()) -> bool {
+        false
+    }
+}
+
+/// One burst through a router with one subscriber; returns the events the
+/// subscriber got.
+fn router_events(router: &mut Router<QueueDelivery>, queue: &Queue, burst: &[u8]) -> usize {
+    router.receive(burst);
+    router.handle_outputs();
+    let mut events = 0;
+    for notice in queue.borrow_mut().drain(..) {
+        assert!(matches!(notice, Notice::Event(_)), "the subscriber lagged");
+        black_box(&notice);
+        events += 1;
+    }
+    events
+}
+
+/// Each line checked by serde_json: the baseline.
+fn serde_events(burst: &[u8]) -> usize {
+    let mut events = 0;
+    for line in burst.split(|&b| b == b'\n') {
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            let checked = serde_json::from_slice::<serde::de::IgnoredAny>(line);
+            black_box(checked.expect("valid JSON"));
+            events += 1;
+        }
+    }
+    events
+}
+
+fn bench_events(criterion: &mut Criterion) {
+    let burst = event_burst();
+    let mut client = negotiated_client();
+    let mut router = Router::new(negotiated_client(), RouterConfig::default());
+    let queue = Queue::default();
+    router.subscribe(EventFilter::all(), queue.clone());
+    assert_eq!(serde_events(&burst), BURST);
+    assert_eq!(client_events(&mut client, &burst), BURST);
+    assert_eq!(router_events(&mut router, &queue, &burst), BURST);
+
+    let mut group = criterion.benchmark_group("events");
+    group.throughput(Throughput::Elements(BURST as u64));
+    group.bench_function("serde", |b| b.iter(|| serde_events(black_box(&burst))));
+    group.bench_function("client", |b| {
+        b.iter(|| client_events(&mut client, black_box(&burst)))
+    });
+    group.bench_function("router", |b| {
+        b.iter(|| router_events(&mut router, &queue, black_box(&burst)))
+    });
+    group.finish();
+}
+
+fn print_event_costs(started: SystemTime) {
+    let per_event = |function| {
+        let path = criterion_dir()
+            .join("events")
+            .join(function)
+            .join("new/estimates.json");
+        median_ns_at(&path, started).map(|ns| ns / BURST as f64)
+    };
+    let (Some(serde), Some(client), Some(router)) =
+        (per_event("serde"), per_event("client"), per_event("router"))
+    else {
+        return;
+    };
+    println!("\nEvents, per event (medians of this run): serde_json check {serde:.1} ns, client {client:.1} ns ({:.2}x), router {router:.1} ns ({:.2}x).", client / serde, router / serde);
 }
 
 // ---------------------------------------------------------------------------
@@ -205,10 +368,15 @@ fn median_ns(capture: &str, function: &str, started: SystemTime) -> Option<f64> 
         .join(format!("decode_{capture}"))
         .join(function)
         .join("new/estimates.json");
-    if std::fs::metadata(&path).ok()?.modified().ok()? < started {
+    median_ns_at(&path, started)
+}
+
+/// The median saved at `path`, if this run saved it.
+fn median_ns_at(path: &std::path::Path, started: SystemTime) -> Option<f64> {
+    if std::fs::metadata(path).ok()?.modified().ok()? < started {
         return None; // left over from an earlier run (filtered out now)
     }
-    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    let estimates: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     estimates["median"]["point_estimate"].as_f64()
 }
 

@@ -4,8 +4,8 @@ use crate::error::{end_at_eof, End, ProtocolError, SendError};
 use crate::framing::{Framer, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::json::{push_str_literal, RawJson};
 use crate::message::{
-    parse_server_message, parse_server_prefix, Capability, Event, Greeting, QmpError,
-    ServerMessage, ServerParseError,
+    parse_server_message_with, parse_server_prefix_with, Capability, Event, EventNames, Greeting,
+    QmpError, ServerMessage, ServerMessageSpans, ServerParseError,
 };
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::ToString;
@@ -168,6 +168,7 @@ pub struct DroppedReplies {
 pub struct Client {
     config: ClientConfig,
     framer: Framer,
+    event_names: EventNames,
     phase: Phase,
     greeting: Option<Greeting>,
     oob_enabled: bool,
@@ -198,6 +199,7 @@ impl Client {
         Client {
             next_id: config.first_id,
             framer: Framer::new(config.max_message_size),
+            event_names: EventNames::default(),
             config,
             phase: Phase::AwaitingGreeting,
             greeting: None,
@@ -361,44 +363,59 @@ impl Client {
             if self.phase == Phase::Ended {
                 return None;
             }
-            let next = self.framer.next_frame_with(&mut parse_server_prefix);
-            match next {
-                Some(Ok((Some(spans), frame))) => self.handle(spans.attach(&frame)),
-                Some(Ok((None, frame))) => match parse_server_message(&frame) {
-                    Ok(spans) => self.handle(spans.attach(&frame)),
-                    // Whatever is wrong with the first message, it is a bad
-                    // greeting, as a reply in its place already was (found
-                    // by tests/tests/hostile_connect.rs: non-JSON, a
-                    // non-object or a malformed `QMP` member used to end
-                    // with InvalidJson or UnexpectedMessage instead).
-                    Err(e) if self.phase == Phase::AwaitingGreeting => {
-                        self.end(End::Protocol(ProtocolError::BadGreeting {
-                            detail: match e {
-                                ServerParseError::Json(e) => e.to_string(),
-                                ServerParseError::Unrecognized => {
-                                    "an object that is not a greeting".to_string()
-                                }
-                            },
-                        }))
+            let next = self
+                .framer
+                .next_frame_with(|bytes| parse_server_prefix_with(bytes, &mut self.event_names));
+            let output = match next {
+                Some(Ok((Some(spans), frame))) => self.handle(spans, frame),
+                Some(Ok((None, frame))) => {
+                    match parse_server_message_with(&frame, &mut self.event_names) {
+                        Ok(spans) => self.handle(spans, frame),
+                        // Whatever is wrong with the first message, it is a bad
+                        // greeting, as a reply in its place already was (found
+                        // by tests/tests/hostile_connect.rs: non-JSON, a
+                        // non-object or a malformed `QMP` member used to end
+                        // with InvalidJson or UnexpectedMessage instead).
+                        Err(e) if self.phase == Phase::AwaitingGreeting => {
+                            self.end(End::Protocol(ProtocolError::BadGreeting {
+                                detail: match e {
+                                    ServerParseError::Json(e) => e.to_string(),
+                                    ServerParseError::Unrecognized => {
+                                        "an object that is not a greeting".to_string()
+                                    }
+                                },
+                            }));
+                            None
+                        }
+                        Err(ServerParseError::Json(e)) => {
+                            self.end(End::Protocol(ProtocolError::InvalidJson {
+                                detail: e.to_string(),
+                            }));
+                            None
+                        }
+                        Err(ServerParseError::Unrecognized) => {
+                            self.end(End::Protocol(ProtocolError::UnexpectedMessage {
+                                detail: "an object that is neither greeting, reply nor event"
+                                    .to_string(),
+                            }));
+                            None
+                        }
                     }
-                    Err(ServerParseError::Json(e)) => {
-                        self.end(End::Protocol(ProtocolError::InvalidJson {
-                            detail: e.to_string(),
-                        }))
-                    }
-                    Err(ServerParseError::Unrecognized) => {
-                        self.end(End::Protocol(ProtocolError::UnexpectedMessage {
-                            detail: "an object that is neither greeting, reply nor event"
-                                .to_string(),
-                        }))
-                    }
-                },
-                Some(Err(e)) => self.end(End::Protocol(e.into())),
+                }
+                Some(Err(e)) => {
+                    self.end(End::Protocol(e.into()));
+                    None
+                }
                 None if self.eof => {
                     let end = end_at_eof(&mut self.framer);
-                    self.end(end)
+                    self.end(end);
+                    None
                 }
                 None => return None,
+            };
+            // The queue was empty: what the message gave goes out at once.
+            if output.is_some() {
+                return output;
             }
         }
     }
@@ -475,22 +492,41 @@ impl Client {
         }
     }
 
-    fn handle(&mut self, message: ServerMessage) {
+    /// Acts on a message parsed from `frame`; returns its output, if it has
+    /// one (an end goes to the queue of outputs). Events, the common case,
+    /// go straight out.
+    #[inline]
+    fn handle(&mut self, message: ServerMessageSpans, frame: Bytes) -> Option<ClientOutput> {
+        match message {
+            // Before the greeting, an event is a bad greeting.
+            ServerMessageSpans::Event(event) if self.phase != Phase::AwaitingGreeting => {
+                Some(ClientOutput::Event(event.attach(frame)))
+            }
+            message => self.handle_message(message.attach(frame)),
+        }
+    }
+
+    /// [`handle`](Self::handle) for everything else.
+    fn handle_message(&mut self, message: ServerMessage) -> Option<ClientOutput> {
         match (self.phase, message) {
             (Phase::AwaitingGreeting, ServerMessage::Greeting(greeting)) => {
                 self.negotiate(&greeting);
                 self.greeting = Some(greeting.clone());
-                self.outputs.push_back(ClientOutput::Greeting(greeting));
+                Some(ClientOutput::Greeting(greeting))
             }
-            (Phase::AwaitingGreeting, _) => self.end(End::Protocol(ProtocolError::BadGreeting {
-                detail: "the first message is not a greeting".to_string(),
-            })),
+            (Phase::AwaitingGreeting, _) => {
+                self.end(End::Protocol(ProtocolError::BadGreeting {
+                    detail: "the first message is not a greeting".to_string(),
+                }));
+                None
+            }
             (_, ServerMessage::Greeting(_)) => {
                 self.end(End::Protocol(ProtocolError::UnexpectedMessage {
                     detail: "a second greeting".to_string(),
-                }))
+                }));
+                None
             }
-            (_, ServerMessage::Event(event)) => self.outputs.push_back(ClientOutput::Event(event)),
+            (_, ServerMessage::Event(event)) => Some(ClientOutput::Event(event)),
             (
                 Phase::Negotiating { id },
                 ServerMessage::Reply {
@@ -500,53 +536,59 @@ impl Client {
             ) if got.as_u64() == Some(id) => match result {
                 Ok(_) => {
                     self.phase = Phase::Ready;
-                    self.outputs.push_back(ClientOutput::Ready {
-                        oob: self.oob_enabled,
-                    });
                     self.flush_queue();
+                    Some(ClientOutput::Ready {
+                        oob: self.oob_enabled,
+                    })
                 }
-                Err(e) => self.end(End::Protocol(ProtocolError::NegotiationFailed(e))),
+                Err(e) => {
+                    self.end(End::Protocol(ProtocolError::NegotiationFailed(e)));
+                    None
+                }
             },
             (_, ServerMessage::Reply { id, result }) => self.handle_reply(id, result),
         }
     }
 
-    fn handle_reply(&mut self, id: Option<RawJson>, result: Result<RawJson, QmpError>) {
+    fn handle_reply(
+        &mut self,
+        id: Option<RawJson>,
+        result: Result<RawJson, QmpError>,
+    ) -> Option<ClientOutput> {
         let Some(id) = id else {
             match result {
-                Err(error) => self
-                    .outputs
-                    .push_back(ClientOutput::UnattributedError(error)),
+                Err(error) => return Some(ClientOutput::UnattributedError(error)),
                 Ok(_) => self.unknown_replies += 1,
             }
-            return;
+            return None;
         };
         let Some((id, request)) = id
             .as_u64()
             .and_then(|id| Some((id, self.requests.remove(&id)?)))
         else {
             self.unknown_replies += 1;
-            return;
+            return None;
         };
         if !request.sent {
             // An answer to a command we have not sent yet: the server
             // cannot know its id, so this is a stray reply. Keep the command.
             self.requests.insert(id, request);
             self.unknown_replies += 1;
-            return;
+            return None;
         }
         if !request.oob {
             self.in_flight -= 1;
         }
+        self.flush_queue();
         if request.forgotten {
             self.late_replies += 1;
+            None
         } else {
-            self.outputs.push_back(ClientOutput::Reply(Reply {
+            Some(ClientOutput::Reply(Reply {
                 id: RequestId(id),
                 result,
-            }));
+            }))
         }
-        self.flush_queue();
     }
 
     /// The next request id. It wraps after `u64::MAX` rather than overflow:

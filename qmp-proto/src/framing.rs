@@ -183,10 +183,6 @@ fn string_end(buf: &[u8], mut at: usize) -> Result<usize, (usize, bool)> {
     }
 }
 
-/// The parser [`Framer::next_frame_with`] offers a message to first: what
-/// it parsed from the start of the bytes, and how many bytes that took.
-pub(crate) type ParsePrefix<'a, T> = dyn FnMut(&[u8]) -> Option<(T, usize)> + 'a;
-
 /// One step of [`Framer::advance`].
 enum Step {
     /// More input is needed.
@@ -238,7 +234,7 @@ impl Framer {
     /// message; the framer then skips the rest of it and goes on with the
     /// next one, which is what a server wants. A client treats it as fatal.
     pub fn next_frame(&mut self) -> Option<Result<Bytes, FrameError>> {
-        self.next_frame_with(&mut |_: &[u8]| None::<((), usize)>)
+        self.next_frame_with(|_: &[u8]| None::<((), usize)>)
             .map(|r| r.map(|(_, frame)| frame))
     }
 
@@ -256,16 +252,17 @@ impl Framer {
     /// does not offer that message again, so a message is offered at most
     /// once however it is chunked, and the frames are the same for any
     /// chunking.
+    #[inline]
     pub(crate) fn next_frame_with<T>(
         &mut self,
-        parse_prefix: &mut ParsePrefix<'_, T>,
+        mut parse_prefix: impl FnMut(&[u8]) -> Option<(T, usize)>,
     ) -> Option<Result<(Option<T>, Bytes), FrameError>> {
         loop {
             if self.shape == Shape::Between {
                 self.skip_space();
                 let first = *self.buf.first()?;
                 if first == b'{' {
-                    if let Some(found) = self.try_prefix(parse_prefix) {
+                    if let Some(found) = self.try_prefix(&mut parse_prefix) {
                         return Some(Ok(found));
                     }
                 }
@@ -337,9 +334,10 @@ impl Framer {
     }
 
     /// The parse-first fast path: see [`next_frame_with`](Self::next_frame_with).
+    #[inline]
     fn try_prefix<T>(
         &mut self,
-        parse_prefix: &mut ParsePrefix<'_, T>,
+        parse_prefix: impl FnOnce(&[u8]) -> Option<(T, usize)>,
     ) -> Option<(Option<T>, Bytes)> {
         let offered = self.buf.len().min(self.max);
         let (parsed, len) = parse_prefix(&self.buf[..offered])?;

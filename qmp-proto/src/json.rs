@@ -122,6 +122,15 @@ pub(crate) fn attach(frame: &Bytes, span: &Span) -> RawJson {
     RawJson::from_trusted(frame.slice(span.clone()))
 }
 
+/// [`attach`] for the last payload of a frame: the frame itself becomes it,
+/// without touching the shared buffer's count.
+pub(crate) fn attach_last(mut frame: Bytes, span: &Span) -> RawJson {
+    use bytes::Buf;
+    frame.truncate(span.end);
+    frame.advance(span.start.min(frame.len()));
+    RawJson::from_trusted(frame)
+}
+
 /// Appends `s` as a JSON string literal.
 pub(crate) fn push_str_literal(out: &mut Vec<u8>, s: &str) {
     // Serializing a str cannot fail.

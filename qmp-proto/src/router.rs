@@ -533,35 +533,73 @@ impl<D: Delivery> Router<D> {
             }
         }
 
-        self.subscriptions.retain_mut(|sub| {
-            if !sub.filter.matches(&sequenced.event) {
-                return true;
+        // A full history drops its oldest event to make room: that event
+        // becomes the first subscriber's copy, so its name's allocation is
+        // reused instead of freed while another is made.
+        let mut spare = None;
+        if self.config.history > 0 && self.history.len() >= self.config.history {
+            spare = self.history.pop_front();
+        }
+        let mut i = 0;
+        while i < self.subscriptions.len() {
+            let sub = &mut self.subscriptions[i];
+            if sub.filter.matches(&sequenced.event) && !Self::offer(sub, &sequenced, &mut spare) {
+                self.subscriptions.remove(i);
+            } else {
+                i += 1;
             }
-            if sub.lagged > 0 {
-                match D::offer(&mut sub.sink, Notice::Lagged(sub.lagged)) {
-                    Offer::Accepted => sub.lagged = 0,
-                    Offer::Full => {
-                        sub.lagged += 1;
-                        return true;
-                    }
-                    Offer::Gone => return false,
-                }
-            }
-            match D::offer(&mut sub.sink, Notice::Event(sequenced.clone())) {
-                Offer::Accepted => true,
-                Offer::Full => {
-                    sub.lagged += 1;
-                    true
-                }
-                Offer::Gone => false,
-            }
-        });
+        }
 
         if self.config.history > 0 {
-            if self.history.len() == self.config.history {
-                self.history.pop_front();
-            }
             self.history.push_back(sequenced);
+        }
+    }
+
+    /// Offers `sequenced` to `sub`, after the count of what it missed if it
+    /// lagged; `spare` is made into the copy if there is one. Returns
+    /// whether the subscriber is still there.
+    fn offer(
+        sub: &mut Subscription<D::Subscriber>,
+        sequenced: &Sequenced,
+        spare: &mut Option<Sequenced>,
+    ) -> bool {
+        if sub.lagged > 0 {
+            match D::offer(&mut sub.sink, Notice::Lagged(sub.lagged)) {
+                Offer::Accepted => sub.lagged = 0,
+                Offer::Full => {
+                    sub.lagged += 1;
+                    return true;
+                }
+                Offer::Gone => return false,
+            }
+        }
+        let copy = match spare.take() {
+            Some(mut copy) => {
+                // Every member, so that a new one cannot be forgotten.
+                let Sequenced {
+                    sequence,
+                    event:
+                        Event {
+                            name,
+                            data,
+                            timestamp,
+                        },
+                } = &mut copy;
+                *sequence = sequenced.sequence;
+                name.clone_from(&sequenced.event.name);
+                data.clone_from(&sequenced.event.data);
+                *timestamp = sequenced.event.timestamp;
+                copy
+            }
+            None => sequenced.clone(),
+        };
+        match D::offer(&mut sub.sink, Notice::Event(copy)) {
+            Offer::Accepted => true,
+            Offer::Full => {
+                sub.lagged += 1;
+                true
+            }
+            Offer::Gone => false,
         }
     }
 
@@ -788,6 +826,64 @@ mod tests {
         assert_eq!(got[0], Notice::Lagged(3));
         assert!(matches!(&got[1], Notice::Event(s) if s.sequence == 6));
         assert_eq!(pair.router.history_len(), 0);
+    }
+
+    /// Once the history is full, the event it drops becomes a subscriber's
+    /// copy: what subscribers get is still each event as it came.
+    #[test]
+    fn subscribers_get_every_event_whole_when_the_history_is_full() {
+        let mut pair = Pair::new(2);
+        let items = Rc::new(RefCell::new(Vec::new()));
+        let queue = |capacity| Queue {
+            items: items.clone(),
+            capacity,
+        };
+        pair.router.subscribe(EventFilter::all(), queue(64));
+        pair.router.subscribe(EventFilter::name("B"), queue(64));
+        let mut sent = Vec::new();
+        for i in 0..6i64 {
+            let name = if i % 2 == 0 { "A" } else { "B" };
+            let data = serde_json::json!({ "i": i });
+            let at = Timestamp {
+                seconds: i,
+                microseconds: -i,
+            };
+            assert!(pair.server.send_event(name, &data, at).unwrap());
+            pair.pump();
+            sent.push((name, data, at));
+        }
+        let got: Vec<Sequenced> = items
+            .borrow()
+            .iter()
+            .map(|notice| match notice {
+                Notice::Event(sequenced) => sequenced.clone(),
+                Notice::Lagged(n) => panic!("lagged by {n}"),
+            })
+            .collect();
+        // Each event goes to the catch-all subscriber, then a B to the other.
+        let mut expected = Vec::new();
+        for (i, (name, data, at)) in sent.iter().enumerate() {
+            let event = Event {
+                name: String::from(*name),
+                data: Some(RawJson::from_value(data).unwrap()),
+                timestamp: *at,
+            };
+            let sequenced = Sequenced {
+                sequence: i as u64 + 1,
+                event,
+            };
+            if *name == "B" {
+                expected.push(sequenced.clone());
+            }
+            expected.push(sequenced);
+        }
+        assert_eq!(got, expected);
+        let kept: Vec<u64> = pair
+            .router
+            .find_events(Cursor(0), &EventFilter::all())
+            .map(|s| s.sequence)
+            .collect();
+        assert_eq!(kept, [5, 6]);
     }
 
     #[test]

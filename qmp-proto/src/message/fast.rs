@@ -10,7 +10,14 @@
 //! [`MAX_DEPTH`], invalid UTF-8, anything invalid or incomplete) it gives up,
 //! and the caller parses with serde_json, which has the last word on what a
 //! message means and on error messages.
+//!
+//! An event laid out exactly as QEMU writes it (`{"timestamp": {...},
+//! "event": "NAME", "data": {...}}`, one line, in that order) is read by
+//! [`qemu_event`] without looking for the members at all: the fixed parts
+//! are compared as they are, and only the name and the `data` value are
+//! scanned. Anything else falls through to [`object_members`].
 
+use super::{timestamp_prefix, Timestamp};
 use core::ops::Range;
 
 /// The deepest nesting this pass follows (serde_json follows any).
@@ -100,6 +107,64 @@ pub(super) fn object_members(bytes: &[u8]) -> Option<(Members, usize)> {
     Some((members, len))
 }
 
+/// An event read by [`qemu_event`]: its name (printable ASCII), its `data`
+/// member as a span of the bytes, and its timestamp.
+#[derive(Debug)]
+pub(super) struct QemuEvent<'a> {
+    pub(super) name: &'a [u8],
+    pub(super) data: Option<Range<usize>>,
+    pub(super) timestamp: Timestamp,
+}
+
+/// The event at the start of `bytes` (which may go on past it) and its
+/// length, when it is laid out as QEMU writes it: `{"timestamp": T,
+/// "event": "NAME"}` or `{"timestamp": T, "event": "NAME", "data": VALUE}`,
+/// with a single space after each colon and comma, `T` as
+/// [`timestamp_prefix`] reads it, a name of printable ASCII without escapes,
+/// and any valid `VALUE`. That is an object of three distinct members which
+/// [`object_members`] would read the same; anything else is `None`, for it.
+pub(super) fn qemu_event(bytes: &[u8]) -> Option<(QemuEvent<'_>, usize)> {
+    let rest = bytes.strip_prefix(b"{\"timestamp\": ")?;
+    let (timestamp, rest) = timestamp_prefix(rest)?;
+    let rest = rest.strip_prefix(b", \"event\": \"")?;
+    let (name_len, _) = next_special(rest, 0)?;
+    // Printable ASCII up to the quote (next_special stops at anything else).
+    let (name, rest) = rest.split_at(name_len);
+    let at = bytes.len() - rest.len();
+    match rest {
+        [b'"', b'}', ..] => {
+            let event = QemuEvent {
+                name,
+                data: None,
+                timestamp,
+            };
+            return Some((event, at + 2));
+        }
+        [b'"', b',', b' ', b'"', b'd', b'a', b't', b'a', b'"', b':', b' ', ..] => {}
+        _ => return None,
+    }
+    let start = at + 11;
+    let mut cursor = Cursor {
+        buf: bytes,
+        at: start,
+        non_ascii: false,
+    };
+    cursor.value()?;
+    let end = cursor.at;
+    if cursor.peek()? != b'}' {
+        return None;
+    }
+    if cursor.non_ascii && core::str::from_utf8(&bytes[start..end]).is_err() {
+        return None;
+    }
+    let event = QemuEvent {
+        name,
+        data: Some(start..end),
+        timestamp,
+    };
+    Some((event, end + 1))
+}
+
 /// Whether a byte inside a string needs a look: the quote, the backslash,
 /// control characters and non-ASCII bytes.
 fn is_special(byte: u8) -> bool {
@@ -109,12 +174,13 @@ fn is_special(byte: u8) -> bool {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// The offset of the first special byte of `rest` (see [`is_special`]).
-/// Eight bytes at a time: the first flagged byte of a word is exact (a
-/// borrow only ever flags bytes after a real match).
-fn first_special(rest: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    while let Some(word) = rest.get(at..).and_then(|r| r.first_chunk::<8>()) {
+/// The first special byte (see [`is_special`]) of `buf` at or after `at`:
+/// where it is, and what it is. Eight bytes at a time: the first flagged
+/// byte of a word is exact (a borrow only ever flags bytes after a real
+/// match).
+#[inline(always)]
+fn next_special(buf: &[u8], mut at: usize) -> Option<(usize, u8)> {
+    while let Some(word) = buf.get(at..).and_then(|r| r.first_chunk::<8>()) {
         let word = u64::from_le_bytes(*word);
         let quote = word ^ (ONES * u64::from(b'"'));
         let backslash = word ^ (ONES * u64::from(b'\\'));
@@ -124,13 +190,14 @@ fn first_special(rest: &[u8]) -> Option<usize> {
             | word)
             & HIGHS;
         if flagged != 0 {
-            return Some(at + (flagged.trailing_zeros() / 8) as usize);
+            let offset = flagged.trailing_zeros() / 8;
+            return Some((at + offset as usize, (word >> (offset * 8)) as u8));
         }
         at += 8;
     }
-    let tail = rest.get(at..)?;
+    let tail = buf.get(at..)?;
     let offset = tail.iter().position(|&b| is_special(b))?;
-    Some(at + offset)
+    Some((at + offset, tail[offset]))
 }
 
 struct Cursor<'a> {
@@ -149,6 +216,9 @@ impl Cursor<'_> {
     #[inline(always)]
     fn skip_space(&mut self) {
         while let Some(&byte) = self.buf.get(self.at) {
+            if byte > b' ' {
+                return; // the usual case, first
+            }
             match byte {
                 b' ' | b'\t' | b'\r' => self.at += 1,
                 b'\n' => {
@@ -169,10 +239,8 @@ impl Cursor<'_> {
     fn string(&mut self) -> Option<bool> {
         let mut escaped = false;
         loop {
-            let rest = self.buf.get(self.at..)?;
-            let offset = first_special(rest)?;
-            let byte = rest[offset];
-            self.at += offset + 1;
+            let (at, byte) = next_special(self.buf, self.at)?;
+            self.at = at + 1;
             if byte == b'"' {
                 return Some(escaped);
             }
@@ -389,6 +457,58 @@ mod tests {
             let (_, len) = parse_server_prefix(rest).expect("a capture message");
             rest = &rest[len..];
         }
+    }
+
+    /// Events as QEMU lays them out are read by `qemu_event`, anything
+    /// else by `object_members`: the same messages either way.
+    #[test]
+    fn events_as_qemu_writes_them_read_as_serde_reads_them() {
+        use super::qemu_event;
+        let read: &[&str] = &[
+            r#"{"timestamp": {"seconds": 1795554620, "microseconds": 722476}, "event": "STOP"}"#,
+            r#"{"timestamp": {"seconds":1,"microseconds":2}, "event": "X", "data": {}}"#,
+            r#"{"timestamp": {"seconds": -1, "microseconds": -1}, "event": "", "data": null}"#,
+            r#"{"timestamp": {"seconds": 0, "microseconds": 0}, "event": "A B", "data": [1, {"a": "é\n\u00e9"}]}"#,
+            r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "JOB_STATUS_CHANGE", "data": {"status": "running", "id": "job0"}}trailing"#,
+        ];
+        for text in read {
+            let (event, len) = qemu_event(text.as_bytes()).expect(text);
+            assert!(check(text.as_bytes()), "{text}");
+            let (_, members_len) = super::object_members(text.as_bytes()).unwrap();
+            assert_eq!(len, members_len, "{text}");
+            assert!(text.contains(core::str::from_utf8(event.name).unwrap()));
+            // Cut anywhere, it is incomplete.
+            for cut in 0..len {
+                assert!(
+                    qemu_event(&text.as_bytes()[..cut]).is_none(),
+                    "{text} cut at {cut}"
+                );
+            }
+        }
+        let left: &[&str] = &[
+            // Other layouts and spellings: object_members reads them.
+            r#"{"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 2}}"#,
+            r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP" }"#,
+            r#"{"timestamp": {"seconds": 1, "microseconds": 2},"event": "STOP"}"#,
+            r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "ST\u004fP"}"#,
+            r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STÖP"}"#,
+            r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "X", "data": 1 }"#,
+            r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "X", "data": 1, "data": 2}"#,
+            r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "X", "id": 1}"#,
+            r#"{"timestamp": {"seconds": 1.5, "microseconds": 2}, "event": "X"}"#,
+            r#"{"timestamp": {"seconds": 1, "microseconds": 2, "x": 3}, "event": "X"}"#,
+            // Invalid: nobody reads them.
+            "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"A\tB\"}",
+            r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "X", "data": [1,]}"#,
+            r#"{"timestamp": {"seconds": 01, "microseconds": 2}, "event": "X"}"#,
+        ];
+        for text in left {
+            assert!(qemu_event(text.as_bytes()).is_none(), "{text}");
+            check(text.as_bytes());
+        }
+        let bad_utf8 = b"{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"X\", \"data\": \"\xff\"}";
+        assert!(qemu_event(bad_utf8).is_none());
+        assert!(!check(bad_utf8));
     }
 
     #[test]
