@@ -1,8 +1,8 @@
 //! [`Qmp`]: a connected, negotiated QMP client.
 
-use crate::shared::{Phase, Shared};
+use crate::shared::Shared;
 use crate::subscription::Subscription;
-use crate::transport::{self, Reader, Writer};
+use crate::transport::{self, Driver, Socket};
 use qmp_proto::{
     Client, ConnectOptions, Cursor, DroppedReplies, End, Error, EventFilter, Greeting, QmpError,
     RawJson, RequestId, Router, Sequenced,
@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::ToSocketAddrs;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 /// A QMP connection. Cheap to clone (`Send + Sync`): every clone talks over
 /// the same socket, and any number of tasks may run commands at once.
@@ -37,13 +36,13 @@ struct Inner {
     /// descriptors reach QEMU before any other's.
     fd_call: tokio::sync::Mutex<()>,
     schema: qmp_proto::typed::schema::SchemaCache,
-    tasks: [JoinHandle<()>; 2],
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // The connection's task sees the end, writes what was left to send
+        // and closes the socket.
         self.shared.with_router(|router| router.close());
-        self.tasks[0].abort();
     }
 }
 
@@ -78,12 +77,8 @@ impl Qmp {
         path: impl AsRef<Path>,
         options: ConnectOptions,
     ) -> Result<Qmp, Error> {
-        let timeout = options.connect_timeout;
-        within(timeout, async {
-            let (reader, writer) = transport::dial_unix(path.as_ref()).await?;
-            Qmp::start(reader, writer, options).await
-        })
-        .await
+        let path = path.as_ref();
+        Qmp::establish(transport::dial_unix(path), options).await
     }
 
     /// Connects to a QMP server over TCP (`-qmp tcp:HOST:PORT,server=on`).
@@ -94,12 +89,7 @@ impl Qmp {
         addr: impl ToSocketAddrs,
         options: ConnectOptions,
     ) -> Result<Qmp, Error> {
-        let timeout = options.connect_timeout;
-        within(timeout, async {
-            let (reader, writer) = transport::dial_tcp(addr).await?;
-            Qmp::start(reader, writer, options).await
-        })
-        .await
+        Qmp::establish(transport::dial_tcp(addr), options).await
     }
 
     /// Talks QMP over an already-connected Unix stream: one end of a
@@ -111,60 +101,73 @@ impl Qmp {
         stream: std::os::unix::net::UnixStream,
         options: ConnectOptions,
     ) -> Result<Qmp, Error> {
-        let timeout = options.connect_timeout;
-        within(timeout, async {
-            stream
-                .set_nonblocking(true)
-                .map_err(|e| Error::Connect(Arc::new(e)))?;
-            let stream = tokio::net::UnixStream::from_std(stream)
-                .map_err(|e| Error::Connect(Arc::new(e)))?;
-            let (reader, writer) = transport::split_unix(stream);
-            Qmp::start(reader, writer, options).await
-        })
-        .await
+        Qmp::establish(async { transport::adopt_unix(stream) }, options).await
     }
 
-    async fn start(reader: Reader, writer: Writer, options: ConnectOptions) -> Result<Qmp, Error> {
+    /// Dials, reads the greeting and negotiates, all before one deadline;
+    /// only a negotiated connection gets its task.
+    ///
+    /// Where the handshake runs decides how many times it crosses between
+    /// threads. A runtime worker is woken by the socket's readiness itself,
+    /// so a caller on a worker (a task, or the `block_on` of a
+    /// current-thread runtime) does the handshake in this future and
+    /// starts the connection's task only afterwards: woken twice, as a
+    /// blocking client is. The `block_on` of a multi-thread runtime is not
+    /// woken by the socket: a worker sees it ready and wakes the caller, a
+    /// hop for the greeting and another for the reply. There the
+    /// connection's task does the handshake, on a worker, and wakes the
+    /// caller once, at the end. The deadline's timer is always the
+    /// caller's: started on a worker, it would also wake the runtime's
+    /// other, idle worker. Either way, dropping this future closes the
+    /// half-made connection.
+    async fn establish(
+        dial: impl Future<Output = Result<Socket, Error>>,
+        options: ConnectOptions,
+    ) -> Result<Qmp, Error> {
+        let deadline = tokio::time::Instant::now() + options.connect_timeout;
+        // A Unix socket is dialed without waiting: no timer starts then.
+        let mut driver = Driver::new(within(deadline, dial).await?);
         let router = Router::new(Client::new(options.client.clone()), options.router.clone());
         let shared = Arc::new(Shared::new(router));
-        let can_pass_fds = writer.can_pass_fds();
-        let writer = Arc::new(writer);
-        shared.lock().writer = Some(writer.clone());
-        let reading = tokio::spawn(in_connection_span(transport::read_loop(
-            shared.clone(),
-            reader,
-        )));
-        let writing = tokio::spawn(in_connection_span(transport::write_loop(
-            shared.clone(),
-            writer,
-        )));
-        // If this future is dropped before the handle exists, stop the tasks.
-        let mut guard = AbortOnDrop(Some([reading, writing]));
-        let mut phase = shared.phase.subscribe();
-        let settled = phase
-            .wait_for(|p| *p != Phase::Connecting)
-            .await
-            .map(|p| p.clone());
-        if let Ok(Phase::Ended(end)) = settled {
-            return Err(Error::Closed(end));
+        let socket = driver.socket();
+        let can_pass_fds = socket.can_pass_fds();
+        shared.lock().socket = Some(socket);
+        if woken_by_the_socket() {
+            within(deadline, async {
+                driver.negotiate(&shared).await.map_err(Error::Closed)
+            })
+            .await?;
+            tokio::spawn(in_connection_span(driver.serve(shared.clone())));
+        } else {
+            let (done, outcome) = oneshot::channel();
+            let task_shared = shared.clone();
+            let task = tokio::spawn(in_connection_span(async move {
+                let negotiated = driver.negotiate(&task_shared).await;
+                let ready = negotiated.is_ok();
+                // If nobody waits any more, the connection closes here.
+                if done.send(negotiated).is_ok() && ready {
+                    driver.serve(task_shared).await;
+                }
+            }));
+            let mut abort = AbortOnDrop(Some(task));
+            within(deadline, async {
+                outcome
+                    .await
+                    .unwrap_or(Err(End::Local))
+                    .map_err(Error::Closed)
+            })
+            .await?;
+            abort.0 = None;
         }
-        let greeting = shared
-            .lock()
-            .router
-            .client()
-            .greeting()
-            .cloned()
-            .ok_or(Error::Closed(End::Local))?;
-        let tasks = guard.0.take().ok_or(Error::Closed(End::Local))?;
+        let greeting = shared.lock().router.client().greeting().cloned();
         Ok(Qmp {
             inner: Arc::new(Inner {
                 shared,
                 options,
-                greeting,
+                greeting: greeting.ok_or(Error::Closed(End::Local))?,
                 can_pass_fds,
                 fd_call: tokio::sync::Mutex::new(()),
                 schema: Default::default(),
-                tasks,
             }),
         })
     }
@@ -284,7 +287,7 @@ impl Qmp {
     ) -> Result<RawJson, Error> {
         let shared = &self.inner.shared;
         let (tx, rx) = oneshot::channel();
-        let (id, wake_writer) = {
+        let (id, wake_driver) = {
             let mut state = shared.lock();
             let id = state.router.execute(name, arguments, oob, tx);
             if id.is_some() {
@@ -292,16 +295,19 @@ impl Qmp {
             }
             (id, state.flush())
         };
-        if wake_writer {
-            shared.wake_writer.notify_one();
+        if wake_driver {
+            shared.wake_driver.notify_one();
         }
-        let _forget = ForgetOnDrop { shared, id };
+        let mut forget = ForgetOnDrop { shared, id };
         let outcome = match timeout {
             Some(limit) => tokio::time::timeout(limit, rx)
                 .await
                 .map_err(|_| Error::Timeout)?,
             None => rx.await,
         };
+        // Answered (or failed with the connection): the router has already
+        // let go of the call.
+        forget.id = None;
         match outcome {
             Ok(result) => result.map_err(Error::from),
             Err(_) => Err(Error::Closed(self.end_reason().unwrap_or(End::Local))),
@@ -368,35 +374,45 @@ impl Qmp {
     }
 
     /// Closes the connection: pending calls fail with
-    /// [`End::Local`], subscriptions end.
+    /// [`End::Local`], subscriptions end. The connection's task then writes
+    /// what was still to be sent and closes the socket.
     ///
-    /// Cancel safety: closing happens at once; the future only waits for
-    /// the socket to be shut down.
+    /// Cancel safety: closing happens at once, on the first poll; the
+    /// future waits for nothing.
     pub async fn close(&self) {
         self.inner.shared.with_router(|router| router.close());
-        let mut phase = self.inner.shared.phase.subscribe();
-        let _ = phase.wait_for(|p| matches!(p, Phase::Ended(_))).await;
     }
 }
 
-/// Stops the socket tasks unless [`Qmp::start`] got as far as a handle.
-struct AbortOnDrop(Option<[JoinHandle<()>; 2]>);
+/// `work`, or [`Error::ConnectTimeout`] at `deadline`.
+async fn within<T>(
+    deadline: tokio::time::Instant,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::time::timeout_at(deadline, work)
+        .await
+        .unwrap_or(Err(Error::ConnectTimeout))
+}
+
+/// Whether this thread is woken by the runtime's I/O readiness itself: a
+/// worker running a task, or the `block_on` of a current-thread runtime
+/// (which drives its I/O); not the `block_on` of a multi-thread runtime.
+fn woken_by_the_socket() -> bool {
+    tokio::task::try_id().is_some()
+        || tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::CurrentThread
+}
+
+/// Aborts the handshake's task unless emptied first: the connection of a
+/// `connect` that was dropped or timed out is closed.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        for task in self.0.iter().flatten() {
+        if let Some(task) = &self.0 {
             task.abort();
         }
     }
-}
-
-async fn within<T>(
-    limit: Duration,
-    work: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    tokio::time::timeout(limit, work)
-        .await
-        .unwrap_or(Err(Error::ConnectTimeout))
 }
 
 /// Runs a connection's task inside a `qmp` span, so its trace events group

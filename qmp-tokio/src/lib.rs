@@ -2,8 +2,12 @@
 //!
 //! All protocol logic lives in [`qmp_proto`]; this crate moves bytes between
 //! a socket and its state machine, and turns its outputs into futures and
-//! streams. One task reads the socket and one writes it; callers never touch
-//! the socket, so dropping a call's future at any point corrupts nothing.
+//! streams. `connect` reads the greeting and negotiates in its own future;
+//! then one task per connection reads the socket and feeds the machine. A
+//! command is written by the call that issues it, with a write that never
+//! waits, under the connection's lock; whatever the socket does not take
+//! at once is left to the connection's task. A call's future only ever
+//! waits for its reply, so dropping it at any point corrupts nothing.
 //!
 //! ```no_run
 //! use qmp_tokio::{ConnectOptions, EventFilter, Qmp};

@@ -1,16 +1,59 @@
-//! The state the caller tasks and the socket tasks share: the router behind
-//! a mutex, and tokio's channels as its [`Delivery`].
+//! The state the callers and the driver share: the router behind a mutex,
+//! and tokio's channels as its [`Delivery`].
 
-use crate::transport::Writer;
+use crate::transport::Socket;
 use bytes::Bytes;
 use qmp_proto::router::{Delivery, Offer};
 use qmp_proto::{End, Failure, Notice, RawJson, Router, Sequenced};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// tokio's channels as the router's waiters.
 pub(crate) struct TokioDelivery;
+
+/// A result for a call or an event wait, made under the state lock and
+/// sent once it is released.
+enum Completion {
+    Call(<TokioDelivery as Delivery>::Call, Result<RawJson, Failure>),
+    Wait(
+        <TokioDelivery as Delivery>::Wait,
+        Result<Sequenced, Failure>,
+    ),
+}
+
+impl Completion {
+    fn send(self) {
+        // A caller that went away drops its result.
+        match self {
+            Completion::Call(call, result) => drop(call.send(result)),
+            Completion::Wait(wait, result) => drop(wait.send(result)),
+        }
+    }
+
+    /// Keeps the completion until this thread releases the state lock
+    /// (the router is only reached through [`Shared::lock`]). Sending it
+    /// wakes its caller, which at once takes the lock itself (to issue its
+    /// next command, say): woken under the lock, it would find it held and
+    /// sleep on it, one more thread hop for each reply.
+    fn defer(self) {
+        let mut completion = Some(self);
+        let _ = COMPLETIONS.try_with(|c| c.borrow_mut().extend(completion.take()));
+        // Only while the thread exits, with its thread-locals gone: send
+        // at once.
+        if let Some(unkept) = completion {
+            unkept.send();
+        }
+    }
+}
+
+thread_local! {
+    /// The completions made under the state lock this thread holds.
+    static COMPLETIONS: RefCell<VecDeque<Completion>> = const { RefCell::new(VecDeque::new()) };
+}
 
 impl Delivery for TokioDelivery {
     type Call = oneshot::Sender<Result<RawJson, Failure>>;
@@ -18,12 +61,11 @@ impl Delivery for TokioDelivery {
     type Subscriber = mpsc::Sender<Notice>;
 
     fn complete(call: Self::Call, result: Result<RawJson, Failure>) {
-        // The caller may have gone away; its result is then dropped.
-        let _ = call.send(result);
+        Completion::Call(call, result).defer();
     }
 
     fn found(wait: Self::Wait, result: Result<Sequenced, Failure>) {
-        let _ = wait.send(result);
+        Completion::Wait(wait, result).defer();
     }
 
     fn offer(subscriber: &mut Self::Subscriber, notice: Notice) -> Offer {
@@ -39,33 +81,27 @@ impl Delivery for TokioDelivery {
     }
 }
 
-/// Where the connection stands, for `connect` to wait on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Connecting,
-    Ready,
-    Ended(End),
-}
-
+/// What the lock guards.
 pub(crate) struct State {
     pub(crate) router: Router<TokioDelivery>,
     /// File descriptors to send with the next bytes written.
     pub(crate) fds: Vec<OwnedFd>,
-    /// The socket's write half, for [`State::flush`]; the writer task
-    /// takes it out when the connection ends.
-    pub(crate) writer: Option<Arc<Writer>>,
+    /// The socket, for [`State::flush`]; the driver takes it out when the
+    /// connection ends.
+    pub(crate) socket: Option<Arc<Socket>>,
     /// Bytes taken from the router and not written yet (the socket was
     /// full); written before any new ones.
     unsent: Option<Bytes>,
-    /// The writer task holds bytes it has not finished writing: nothing
-    /// else may be written until it has.
-    writer_busy: bool,
+    /// The driver holds bytes it has not finished writing: nothing else
+    /// may be written until it has.
+    driver_busy: bool,
 }
 
+/// What the callers and the driver share.
 pub(crate) struct Shared {
     state: Mutex<State>,
-    pub(crate) wake_writer: Notify,
-    pub(crate) phase: watch::Sender<Phase>,
+    /// Wakes the driver to write what [`State::flush`] left over.
+    pub(crate) wake_driver: Notify,
 }
 
 impl Shared {
@@ -74,51 +110,54 @@ impl Shared {
             state: Mutex::new(State {
                 router,
                 fds: Vec::new(),
-                writer: None,
+                socket: None,
                 unsent: None,
-                writer_busy: false,
+                driver_busy: false,
             }),
-            wake_writer: Notify::new(),
-            phase: watch::Sender::new(Phase::Connecting),
+            wake_driver: Notify::new(),
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    /// Locks the state; the router's completions are sent when the guard
+    /// is dropped, after the lock is released.
+    pub(crate) fn lock(&self) -> Locked<'_> {
         // A panic while holding the lock cannot leave the router half
         // updated in a way that matters more than losing the connection.
-        self.state
+        let guard = self
+            .state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Locked {
+            guard,
+            _then: SendCompletions,
+        }
     }
 
     /// Runs `f` on the router, then delivers its outputs and writes what
-    /// it has to send (or wakes the writer). Returns whether the connection
-    /// has ended.
-    pub(crate) fn with_router<R>(&self, f: impl FnOnce(&mut Router<TokioDelivery>) -> R) -> bool {
+    /// it has to send (or wakes the driver to). Returns whether negotiation
+    /// completed just now, and the connection's end once it has ended.
+    pub(crate) fn with_router<R>(
+        &self,
+        f: impl FnOnce(&mut Router<TokioDelivery>) -> R,
+    ) -> (bool, Option<End>) {
         let mut state = self.lock();
         f(&mut state.router);
         let progress = state.router.handle_outputs();
         let ended = state.router.end().cloned();
-        let wake_writer = state.flush();
+        let wake_driver = state.flush();
         drop(state);
-        if progress.became_ready {
-            self.phase.send_replace(Phase::Ready);
+        if wake_driver {
+            self.wake_driver.notify_one();
         }
-        if let Some(end) = &ended {
-            self.phase.send_replace(Phase::Ended(end.clone()));
-        }
-        if wake_writer {
-            self.wake_writer.notify_one();
-        }
-        ended.is_some()
+        (progress.became_ready, ended)
     }
 
     /// The bytes (and fds) to write next, and whether the connection ended.
-    /// Until it is called again the writer task is the only one to write.
+    /// Until it is called again the driver is the only one to write.
     pub(crate) fn take_transmit(&self) -> (Option<Bytes>, Vec<OwnedFd>, bool) {
         let mut state = self.lock();
         let bytes = state.unsent.take().or_else(|| state.router.poll_transmit());
-        state.writer_busy = bytes.is_some();
+        state.driver_busy = bytes.is_some();
         let fds = if bytes.is_some() {
             std::mem::take(&mut state.fds)
         } else {
@@ -128,19 +167,58 @@ impl Shared {
     }
 }
 
+/// The locked state (see [`Shared::lock`]). Its fields drop in order:
+/// the lock is released, then the completions are sent.
+pub(crate) struct Locked<'a> {
+    guard: MutexGuard<'a, State>,
+    _then: SendCompletions,
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+/// Sends the completions made under the lock this thread held, when
+/// dropped.
+struct SendCompletions;
+
+impl Drop for SendCompletions {
+    fn drop(&mut self) {
+        // One at a time, not borrowed while sending: a waker may run code
+        // that takes a state lock again.
+        while let Some(completion) = COMPLETIONS
+            .try_with(|c| c.borrow_mut().pop_front())
+            .ok()
+            .flatten()
+        {
+            completion.send();
+        }
+    }
+}
+
 impl State {
     /// Writes what the router has to send right away, as far as the socket
     /// takes it without waiting, so that a command or a reply that unblocks
-    /// queued commands needs no hop through the writer task. Anything else
+    /// queued commands needs no hop through the driver. Anything else
     /// (descriptors to pass, a full socket, an error, the end) is left to
-    /// the writer task: returns whether it must be woken.
+    /// the driver: returns whether it must be woken.
     pub(crate) fn flush(&mut self) -> bool {
-        if self.writer_busy || !self.fds.is_empty() {
+        if self.driver_busy || !self.fds.is_empty() {
             return true;
         }
         let State {
             router,
-            writer: Some(writer),
+            socket: Some(socket),
             unsent,
             ..
         } = self
@@ -148,8 +226,8 @@ impl State {
             return true;
         };
         router.transmit_with(unsent, |bytes| {
-            // An error is left for the writer task to meet and report.
-            let n = writer.try_write(bytes).ok()?;
+            // An error is left for the driver to meet and report.
+            let n = socket.try_write(bytes).ok()?;
             #[cfg(feature = "tracing")]
             tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&bytes[..n]), "qmp sent");
             Some(n)

@@ -1,32 +1,71 @@
-//! The socket: dialing, and the reader and writer tasks that move bytes
-//! between it and the router.
+//! The socket, and the driver loop that moves bytes between it and the
+//! router: it runs first in the caller's `connect` future (the handshake),
+//! then in the connection's one task until the end.
+//!
+//! The socket is registered with the runtime for *reading only*. Commands
+//! are written straight to it with non-blocking writes (see
+//! [`State::flush`](crate::shared::State::flush)), so readiness to write is
+//! almost never waited for; but registered for it, the socket would wake
+//! the runtime's epoll for nothing every time the peer read a command (an
+//! edge-triggered `EPOLLOUT`: space came free in the send buffer), one
+//! thread wake-up per command. When a write does find the socket full, the
+//! driver registers a duplicate of the descriptor for writability, until
+//! it has written what it holds.
 
 use crate::shared::Shared;
-use qmp_proto::Error;
+use bytes::{Buf, Bytes};
+use qmp_proto::{End, Error};
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
-use std::os::fd::AsFd;
-use std::os::fd::OwnedFd;
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::net::{tcp, unix, TcpStream, ToSocketAddrs, UnixStream};
+use std::task::{ready, Context, Poll};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::net::ToSocketAddrs;
 
-/// The write half of a connected socket.
-pub(crate) enum Writer {
-    Unix(unix::OwnedWriteHalf),
-    Tcp(tcp::OwnedWriteHalf),
+/// A connected, non-blocking stream socket.
+pub(crate) enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
 }
 
-pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
-
-pub(crate) async fn dial_unix(path: &Path) -> Result<(Reader, Writer), Error> {
-    let stream = match connect_now(path) {
-        Some(connected) => connected.and_then(UnixStream::from_std),
-        None => UnixStream::connect(path).await,
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+        }
     }
-    .map_err(|e| Error::Connect(Arc::new(e)))?;
-    Ok(split_unix(stream))
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// The connection's socket, registered with the runtime for reading. The
+/// driver reads it; whoever holds the state lock may write it.
+pub(crate) struct Socket {
+    io: AsyncFd<Stream>,
+}
+
+pub(crate) async fn dial_unix(path: &Path) -> Result<Socket, Error> {
+    let stream = match connect_now(path) {
+        Some(connected) => connected,
+        None => tokio::net::UnixStream::connect(path)
+            .await
+            .and_then(tokio::net::UnixStream::into_std),
+    };
+    stream
+        .and_then(|s| Socket::new(Stream::Unix(s)))
+        .map_err(|e| Error::Connect(Arc::new(e)))
 }
 
 /// Connects a non-blocking Unix socket to `path` without waiting, which a
@@ -35,7 +74,7 @@ pub(crate) async fn dial_unix(path: &Path) -> Result<(Reader, Writer), Error> {
 /// when it cannot answer now (the listener's backlog is full, or the path
 /// is not a plain socket address): the caller dials the usual way, which
 /// also gives the usual errors.
-fn connect_now(path: &Path) -> Option<io::Result<std::os::unix::net::UnixStream>> {
+fn connect_now(path: &Path) -> Option<io::Result<UnixStream>> {
     use rustix::io::Errno;
     use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
     let address = SocketAddrUnix::new(path).ok()?;
@@ -52,78 +91,75 @@ fn connect_now(path: &Path) -> Option<io::Result<std::os::unix::net::UnixStream>
     }
 }
 
-pub(crate) async fn dial_tcp(addr: impl ToSocketAddrs) -> Result<(Reader, Writer), Error> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| Error::Connect(Arc::new(e)))?;
+pub(crate) async fn dial_tcp(addr: impl ToSocketAddrs) -> Result<Socket, Error> {
+    let connect = async {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        // Non-blocking still; registered again below, for reading only.
+        Socket::new(Stream::Tcp(stream.into_std()?))
+    };
+    connect.await.map_err(|e| Error::Connect(Arc::new(e)))
+}
+
+/// An already-connected Unix stream.
+pub(crate) fn adopt_unix(stream: UnixStream) -> Result<Socket, Error> {
     stream
-        .set_nodelay(true)
-        .map_err(|e| Error::Connect(Arc::new(e)))?;
-    let (read, write) = stream.into_split();
-    Ok((Box::new(read), Writer::Tcp(write)))
+        .set_nonblocking(true)
+        .and_then(|()| Socket::new(Stream::Unix(stream)))
+        .map_err(|e| Error::Connect(Arc::new(e)))
 }
 
-pub(crate) fn split_unix(stream: UnixStream) -> (Reader, Writer) {
-    let (read, write) = stream.into_split();
-    (Box::new(read), Writer::Unix(write))
-}
+impl Socket {
+    /// Registers `stream` (non-blocking) with the runtime, for reading.
+    fn new(stream: Stream) -> io::Result<Socket> {
+        Ok(Socket {
+            io: register(stream, Interest::READABLE)?,
+        })
+    }
 
-impl Writer {
     pub(crate) fn can_pass_fds(&self) -> bool {
-        matches!(self, Writer::Unix(_))
+        matches!(self.io.get_ref(), Stream::Unix(_))
     }
 
     /// Writes as much of `bytes` as the socket takes now, without waiting.
     pub(crate) fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
-        match self {
-            Writer::Unix(w) => w.try_write(bytes),
-            Writer::Tcp(w) => w.try_write(bytes),
-        }
+        use rustix::net::{send, SendFlags};
+        Ok(send(self.io.get_ref(), bytes, SendFlags::NOSIGNAL)?)
     }
 
-    async fn writable(&self) -> io::Result<()> {
-        match self {
-            Writer::Unix(w) => w.writable().await,
-            Writer::Tcp(w) => w.writable().await,
-        }
-    }
-
-    /// Writes all of `bytes`; `fds` ride along with the first byte.
-    async fn write_all_with_fds(&self, mut bytes: &[u8], fds: Vec<OwnedFd>) -> io::Result<()> {
-        if !fds.is_empty() {
-            let Writer::Unix(half) = self else {
-                return Err(io::Error::other("fd passing needs a Unix socket"));
+    /// Writes as much of `out` as the socket takes now, without waiting;
+    /// its descriptors ride along with its first byte. `Ok(true)` once all
+    /// of it is written, `Ok(false)` when the socket is full.
+    fn try_send(&self, out: &mut Outgoing) -> io::Result<bool> {
+        while !out.bytes.is_empty() {
+            let sent = if out.fds.is_empty() {
+                self.try_write(&out.bytes)
+            } else if self.can_pass_fds() {
+                send_with_fds(self.io.get_ref(), &out.bytes, &out.fds)
+            } else {
+                Err(io::Error::other("fd passing needs a Unix socket"))
             };
-            let stream: &UnixStream = half.as_ref();
-            let sent = loop {
-                stream.writable().await?;
-                match stream.try_io(tokio::io::Interest::WRITABLE, || {
-                    send_with_fds(stream, bytes, &fds)
-                }) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    other => break other?,
-                }
-            };
-            bytes = &bytes[sent..];
-        }
-        while !bytes.is_empty() {
-            match self.try_write(bytes) {
+            match sent {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => bytes = &bytes[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Ok(n) => {
+                    // The descriptors went with the first byte.
+                    out.fds.clear();
+                    out.bytes.advance(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 
 /// One `sendmsg` of `bytes` on `socket` with `fds` as
 /// SCM_RIGHTS ancillary data. Returns how many bytes were sent (the
 /// descriptors go with the first of them); the caller writes the rest
-/// normally. `WouldBlock` comes back as an error, for the runtime to retry
-/// when the socket is writable.
-pub(crate) fn send_with_fds(socket: impl AsFd, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
+/// normally. `WouldBlock` comes back as an error: the driver retries when
+/// the socket has room.
+fn send_with_fds(socket: impl AsFd, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
     use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
     let mut space =
@@ -142,43 +178,217 @@ pub(crate) fn send_with_fds(socket: impl AsFd, bytes: &[u8], fds: &[OwnedFd]) ->
     )?)
 }
 
-/// Reads until the connection ends, feeding the router.
-pub(crate) async fn read_loop(shared: Arc<Shared>, mut reader: Reader) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let read = reader.read(&mut buf).await;
-        #[cfg(feature = "tracing")]
-        if let Ok(n) = read {
-            tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&buf[..n]), "qmp received");
-        }
-        let ended = shared.with_router(|router| router.receive_read(read.map(|n| &buf[..n])));
-        if ended {
-            return;
-        }
-    }
+/// Registers `io` with the runtime for `interest` only.
+///
+/// `AsyncFd::with_interest` is deprecated since tokio 1.53 because a safe
+/// function cannot know that an arbitrary `AsRawFd` keeps returning the
+/// same open descriptor (its replacement is `unsafe`, which this crate
+/// forbids). Both types given here own their descriptor and always return
+/// it: a socket, or an `OwnedFd`.
+#[allow(deprecated)]
+fn register<T: AsRawFd>(io: T, interest: Interest) -> io::Result<AsyncFd<T>> {
+    AsyncFd::with_interest(io, interest)
 }
 
-/// Writes what the router has to send whenever it is woken, which
-/// [`State::flush`](crate::shared::State::flush) does when it cannot write
-/// it all itself. At the end it drops the write half, which shuts the
-/// socket down for writing.
-pub(crate) async fn write_loop(shared: Arc<Shared>, writer: Arc<Writer>) {
-    loop {
-        shared.wake_writer.notified().await;
+/// Bytes taken from the router (and the descriptors to pass with their
+/// first byte) that the driver has not finished writing.
+struct Outgoing {
+    bytes: Bytes,
+    fds: Vec<OwnedFd>,
+}
+
+/// The driver loop's state, kept between its steps (and from the
+/// handshake to the task).
+pub(crate) struct Driver {
+    socket: Arc<Socket>,
+    buf: Vec<u8>,
+    /// While this holds bytes, nobody else writes (see
+    /// [`Shared::take_transmit`]).
+    outgoing: Option<Outgoing>,
+    /// A duplicate of the socket registered for writability, while the
+    /// socket is full and `outgoing` waits.
+    writable: Option<AsyncFd<OwnedFd>>,
+}
+
+/// What the driver does next.
+enum Step {
+    /// Bytes were read into the buffer (none at end of file), or reading
+    /// failed.
+    Read(io::Result<usize>),
+    /// Someone asked for a write, or the socket has room again.
+    Write,
+}
+
+/// How much one read takes at most.
+const READ_SIZE: usize = 64 * 1024;
+
+impl Driver {
+    pub(crate) fn new(socket: Socket) -> Self {
+        Driver {
+            socket: Arc::new(socket),
+            // Not zeroed: reads go into the spare capacity.
+            buf: Vec::with_capacity(READ_SIZE),
+            outgoing: None,
+            writable: None,
+        }
+    }
+
+    /// The socket, for [`State::flush`](crate::shared::State::flush).
+    pub(crate) fn socket(&self) -> Arc<Socket> {
+        self.socket.clone()
+    }
+
+    /// Reads the greeting and lets the router negotiate, writing what it
+    /// sends. `Ok` once the connection is ready, `Err` with the reason if
+    /// it ended first.
+    ///
+    /// Cancel safety: every step keeps its state in `self`, so
+    /// [`serve`](Driver::serve) takes over where this stopped; dropping
+    /// `self` as well closes the half-made connection.
+    pub(crate) async fn negotiate(&mut self, shared: &Shared) -> Result<(), End> {
+        match self.drive(shared, true).await {
+            Some(end) => Err(end),
+            None => Ok(()),
+        }
+    }
+
+    /// Moves bytes until the connection ends and what it still had to
+    /// send is written; then the socket closes.
+    pub(crate) async fn serve(mut self, shared: Arc<Shared>) {
+        self.drive(&shared, false).await;
+    }
+
+    /// The loop. Reads feed the router, which writes what it has to send
+    /// itself ([`State::flush`](crate::shared::State::flush)); the loop
+    /// writes only what that leaves over, when woken for it. With
+    /// `negotiating` it returns `None` once the connection is ready;
+    /// otherwise, and at the end, `Some` with the reason once everything
+    /// is written.
+    async fn drive(&mut self, shared: &Shared, negotiating: bool) -> Option<End> {
+        let mut woken = pin!(shared.wake_driver.notified());
+        let mut reading = true;
         loop {
-            let (bytes, fds, ended) = shared.take_transmit();
-            let Some(bytes) = bytes else {
-                if ended {
-                    shared.lock().writer = None;
-                    return;
+            let step = poll_fn(|cx| self.poll_step(cx, woken.as_mut(), reading)).await;
+            match step {
+                Step::Read(read) => {
+                    #[cfg(feature = "tracing")]
+                    if let Ok(n) = read {
+                        tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&self.buf[..n]), "qmp received");
+                    }
+                    let buf = &self.buf;
+                    let (ready, end) =
+                        shared.with_router(|router| router.receive_read(read.map(|n| &buf[..n])));
+                    if negotiating && ready && end.is_none() {
+                        return None;
+                    }
+                    // At the end the router woke the writing side: the
+                    // next step finishes up.
+                    reading = end.is_none();
                 }
-                break;
+                Step::Write => {
+                    woken.set(shared.wake_driver.notified());
+                    if !self.write_now(shared) {
+                        return Some(shared.lock().router.end().cloned().unwrap_or(End::Local));
+                    }
+                }
+            }
+        }
+    }
+
+    fn poll_step(
+        &mut self,
+        cx: &mut Context<'_>,
+        woken: Pin<&mut tokio::sync::futures::Notified<'_>>,
+        reading: bool,
+    ) -> Poll<Step> {
+        if woken.poll(cx).is_ready() {
+            return Poll::Ready(Step::Write);
+        }
+        if let Some(writable) = &self.writable {
+            match writable.poll_write_ready(cx) {
+                Poll::Ready(Ok(mut ready)) => {
+                    // The write that follows tells whether it really is.
+                    ready.clear_ready();
+                    return Poll::Ready(Step::Write);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Step::Read(Err(e))),
+                Poll::Pending => {}
+            }
+        }
+        if reading {
+            if let Poll::Ready(read) = self.poll_read(cx) {
+                return Poll::Ready(Step::Read(read));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Reads what the socket has into the buffer, once it has any.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            let mut ready = ready!(self.socket.io.poll_read_ready(cx))?;
+            self.buf.clear();
+            let room = self.buf.capacity();
+            let read = ready.try_io(|io| {
+                Ok(rustix::io::read(
+                    io.get_ref(),
+                    rustix::buffer::spare_capacity(&mut self.buf),
+                )?)
+            });
+            match read {
+                Ok(Ok(n)) => {
+                    // A short read emptied the socket (as tokio's own
+                    // streams assume): no need to read again to learn it.
+                    if n > 0 && n < room {
+                        ready.clear_ready();
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                // Nothing after all: readiness was cleared, poll again.
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Writes what is left to the driver, as far as the socket takes it
+    /// now. `false` once the connection has ended and all is written (or
+    /// writing failed): the loop is done.
+    fn write_now(&mut self, shared: &Shared) -> bool {
+        loop {
+            let out = match &mut self.outgoing {
+                Some(out) => out,
+                None => {
+                    let (bytes, fds, ended) = shared.take_transmit();
+                    let Some(bytes) = bytes else {
+                        self.writable = None;
+                        if ended {
+                            shared.lock().socket = None;
+                        }
+                        return !ended;
+                    };
+                    #[cfg(feature = "tracing")]
+                    tracing::trace!(bytes = bytes.len(), data = %String::from_utf8_lossy(&bytes), "qmp sent");
+                    self.outgoing.insert(Outgoing { bytes, fds })
+                }
             };
-            #[cfg(feature = "tracing")]
-            tracing::trace!(bytes = bytes.len(), data = %String::from_utf8_lossy(&bytes), "qmp sent");
-            if let Err(e) = writer.write_all_with_fds(&bytes, fds).await {
-                shared.with_router(|router| router.fail_transport(e.to_string()));
-                return;
+            let sent = self.socket.try_send(out).and_then(|all| {
+                if !all && self.writable.is_none() {
+                    let fd = self.socket.io.get_ref().as_fd().try_clone_to_owned()?;
+                    self.writable = Some(register(fd, Interest::WRITABLE)?);
+                }
+                Ok(all)
+            });
+            match sent {
+                Ok(true) => self.outgoing = None,
+                Ok(false) => return true,
+                Err(e) => {
+                    self.outgoing = None;
+                    self.writable = None;
+                    shared.with_router(|router| router.fail_transport(e.to_string()));
+                    shared.lock().socket = None;
+                    return false;
+                }
             }
         }
     }
