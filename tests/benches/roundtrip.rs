@@ -12,6 +12,10 @@
 //! `smol::block_on` for qmp-smol (which drives each connection on its own
 //! thread).
 //!
+//! The sequential and connect cases also measure, per column, the same
+//! work done with the runtime's own socket (`roundtrip/runtime_floor.rs`),
+//! for reference.
+//!
 //! Run without `--bench` (as `cargo test --all-targets` does) every case
 //! runs once, briefly, as a smoke test.
 
@@ -25,6 +29,9 @@ mod join;
 mod measure;
 #[path = "roundtrip/mock.rs"]
 mod mock;
+#[path = "roundtrip/runtime_floor.rs"]
+#[macro_use]
+mod runtime_floor;
 #[path = "roundtrip/usage.rs"]
 mod usage;
 
@@ -330,6 +337,25 @@ adapter_subjects!(on_tokio, qmp_tokio, crate::tokio_block_on);
 adapter_subjects!(in_tokio_task, qmp_tokio, crate::tokio_in_task);
 adapter_subjects!(on_smol, qmp_smol, smol::block_on);
 
+runtime_floor!(
+    raw_tokio,
+    tokio::net::UnixStream,
+    tokio::io,
+    crate::tokio_block_on
+);
+runtime_floor!(
+    raw_tokio_task,
+    tokio::net::UnixStream,
+    tokio::io,
+    crate::tokio_in_task
+);
+runtime_floor!(
+    raw_smol,
+    smol::net::unix::UnixStream,
+    smol::io,
+    smol::block_on
+);
+
 /// The subjects after the floor, as the table's columns.
 const ADAPTERS: [&str; 3] = [
     "qmp-tokio, `block_on`",
@@ -337,13 +363,20 @@ const ADAPTERS: [&str; 3] = [
     "qmp-smol, `smol::block_on`",
 ];
 
+/// The per-column reference floor of the sequential and connect cases.
+const RUNTIME_FLOOR: &str =
+    "the same through the runtime's own Unix stream, called as the column calls (`runtime_floor.rs`)";
+/// Its subjects, after the floor and the adapters: one per column.
+const RUNTIME_FLOOR_SUBJECTS: [usize; ADAPTERS.len()] = [4, 5, 6];
+
 // ---------------------------------------------------------------------------
 
 struct Measured {
     case: &'static Case,
     rounds: Rounds,
-    /// A second floor, for reference: its subject and what it is.
-    reference: Option<(usize, &'static str)>,
+    /// Second floors, for reference: what they are, and each column's
+    /// subject.
+    reference: Option<(&'static str, [usize; ADAPTERS.len()])>,
 }
 
 fn run_case(
@@ -404,12 +437,25 @@ fn main() {
         let mut tokio = on_tokio::Sequential::new(path);
         let mut task = in_tokio_task::Sequential::new(path);
         let mut smol = on_smol::Sequential::new(path);
-        results.push(run_case(
+        let mut raw_tokio = raw_tokio::Sequential::new(path);
+        let mut raw_task = raw_tokio_task::Sequential::new(path);
+        let mut raw_smol = raw_smol::Sequential::new(path);
+        let mut measured = run_case(
             &SEQUENTIAL,
-            &mut [&mut floor, &mut tokio, &mut task, &mut smol],
+            &mut [
+                &mut floor,
+                &mut tokio,
+                &mut task,
+                &mut smol,
+                &mut raw_tokio,
+                &mut raw_task,
+                &mut raw_smol,
+            ],
             rounds,
             smoke,
-        ));
+        );
+        measured.reference = Some((RUNTIME_FLOOR, RUNTIME_FLOOR_SUBJECTS));
+        results.push(measured);
     }
     if wanted(&PIPELINED) {
         let mut floor = FloorPipelined {
@@ -438,9 +484,10 @@ fn main() {
             rounds,
             smoke,
         );
+        let checked = ADAPTERS.len() + 1;
         measured.reference = Some((
-            ADAPTERS.len() + 1,
             "the same, and each line checked with serde_json (`IgnoredAny`)",
+            [checked; ADAPTERS.len()],
         ));
         results.push(measured);
     }
@@ -449,12 +496,25 @@ fn main() {
         let mut tokio = on_tokio::Connect(path.to_path_buf());
         let mut task = in_tokio_task::Connect(path.to_path_buf());
         let mut smol = on_smol::Connect(path.to_path_buf());
-        results.push(run_case(
+        let mut raw_tokio = raw_tokio::Connect(path.to_path_buf());
+        let mut raw_task = raw_tokio_task::Connect(path.to_path_buf());
+        let mut raw_smol = raw_smol::Connect(path.to_path_buf());
+        let mut measured = run_case(
             &CONNECT,
-            &mut [&mut floor, &mut tokio, &mut task, &mut smol],
+            &mut [
+                &mut floor,
+                &mut tokio,
+                &mut task,
+                &mut smol,
+                &mut raw_tokio,
+                &mut raw_task,
+                &mut raw_smol,
+            ],
             rounds,
             smoke,
-        ));
+        );
+        measured.reference = Some((RUNTIME_FLOOR, RUNTIME_FLOOR_SUBJECTS));
+        results.push(measured);
     }
 
     if smoke {
@@ -523,15 +583,21 @@ fn print_table(results: &[Measured], decode: &[decode_table::DecodeRow], rounds:
             m.case.goal,
             verdicts.join(", "),
         );
-        if let Some((reference, what)) = m.reference {
+        if let Some((what, references)) = m.reference {
             let cells: Vec<String> = (1..=ADAPTERS.len())
-                .map(|i| ratio_cell(m.rounds.ratio(i, reference)))
+                .zip(references)
+                .map(|(i, reference)| ratio_cell(m.rounds.ratio(i, reference)))
                 .collect();
+            let mut per_op: Vec<String> = references
+                .iter()
+                .map(|&r| format!("{:.2}", m.rounds.median_ns(r) / 1000.0))
+                .collect();
+            per_op.dedup();
             println!(
-                "| {}, for reference | {} | {:.2} µs | {} | — | — |",
+                "| {}, for reference | {} | {} µs | {} | — | — |",
                 m.case.name,
                 what,
-                m.rounds.median_ns(reference) / 1000.0,
+                per_op.join(" / "),
                 cells.join(" | "),
             );
         }

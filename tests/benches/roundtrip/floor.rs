@@ -12,7 +12,8 @@ use std::path::Path;
 pub const STATUS_LINE: &[u8] = b"{\"execute\": \"query-status\", \"id\": 1}\n";
 /// The line that asks for a burst of events.
 pub const EVENTS_LINE: &[u8] = b"{\"execute\": \"x-bench-events\", \"id\": 2}\n";
-const CAPABILITIES_LINE: &[u8] = b"{\"execute\": \"qmp_capabilities\", \"id\": 0}\n";
+/// The negotiation line.
+pub const CAPABILITIES_LINE: &[u8] = b"{\"execute\": \"qmp_capabilities\", \"id\": 0}\n";
 
 pub struct Floor {
     stream: UnixStream,
