@@ -546,6 +546,20 @@ impl Client {
                     None
                 }
             },
+            // Nothing but `qmp_capabilities` has been sent (commands wait
+            // in the queue): an error without an id can only be its answer,
+            // QEMU's when it could not read it. Waiting on would only run
+            // out the caller's connect timeout.
+            (
+                Phase::Negotiating { .. },
+                ServerMessage::Reply {
+                    id: None,
+                    result: Err(e),
+                },
+            ) => {
+                self.end(End::Protocol(ProtocolError::NegotiationFailed(e)));
+                None
+            }
             (_, ServerMessage::Reply { id, result }) => self.handle_reply(id, result),
         }
     }

@@ -197,14 +197,42 @@ qmp_tests::on_both_runtimes! {
         assert!(mock.join(), "the client did not close the socket");
     }
 
-    /// `qmp_capabilities` answered without its id: with no id (an error or
-    /// a return) or with an id never used. The client cannot attribute the
+    /// `qmp_capabilities` answered with an error without an id (QEMU's
+    /// answer to input it could not read): nothing else was sent, so it is
+    /// the negotiation's answer, and the connect fails at once with
+    /// `NegotiationFailed` instead of waiting out its timeout.
+    #[test]
+    fn negotiation_error_without_an_id_fails_at_once() {
+        let (stream, mock) = Mock::pair(MockConfig::default(), |mut peer: Peer| {
+            peer.greet().expect("greet");
+            peer.next_message().expect("qmp_capabilities");
+            let error = b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n";
+            peer.send_raw(error).expect("send");
+            peer.wait_for_eof();
+            peer.saw_eof()
+        });
+        rt::block_on(async {
+            // The connect's own deadline is HANG: failing before the outer
+            // timeout (also HANG) is failing at once.
+            let result = rt::timeout(HANG, qmp::Qmp::from_unix_stream(stream, options(HANG * 2)))
+                .await
+                .expect("connect waited for its deadline");
+            let error = protocol_error(result);
+            assert_eq!(
+                error,
+                ProtocolError::NegotiationFailed(QmpError::generic("JSON parse error"))
+            );
+        });
+        assert!(mock.join(), "the client did not close the socket");
+    }
+
+    /// `qmp_capabilities` answered without its id: a return with no id, or
+    /// an answer with an id never used. The client cannot attribute the
     /// answer, so it drops it and keeps waiting; the connect fails with
     /// `ConnectTimeout` at its deadline, not earlier and not later.
     #[test]
     fn negotiation_answer_without_its_id_times_out() {
-        let answers: [&'static [u8]; 3] = [
-            b"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}\r\n",
+        let answers: [&'static [u8]; 2] = [
             b"{\"return\": {}}\r\n",
             b"{\"return\": {}, \"id\": 424242}\r\n",
         ];

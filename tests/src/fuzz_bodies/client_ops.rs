@@ -541,6 +541,14 @@ impl Model {
                     Err((class, desc)) => self.end(ExpectedEnd::NegotiationFailed(class, desc)),
                 }
             }
+            // Only `qmp_capabilities` was sent: an id-less error answers it.
+            (
+                Phase::Negotiating { .. },
+                Message::Reply {
+                    id: None,
+                    result: Err((class, desc)),
+                },
+            ) => self.end(ExpectedEnd::NegotiationFailed(class, desc)),
             (_, Message::Reply { id, result }) => self.reply(id, result),
         }
     }
