@@ -1,7 +1,8 @@
 //! [`Qmp`]: a connected, negotiated QMP client.
 
-use crate::driver;
-use crate::shared::Shared;
+use crate::answer::{answer, Unanswered};
+use crate::driver::{self, Deadline};
+use crate::shared::{Shared, Socket};
 use crate::subscription::Subscription;
 use async_io::{Async, Timer};
 use futures_lite::future;
@@ -12,19 +13,19 @@ use qmp_proto::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// A QMP connection. Cheap to clone (`Send + Sync`): every clone talks over
 /// the same socket, and any number of tasks may run commands at once.
 ///
 /// The connection closes when the last clone is dropped, or on
-/// [`close`](Qmp::close); its driver thread then exits.
+/// [`close`](Qmp::close).
 #[derive(Clone)]
 pub struct Qmp {
     inner: Arc<Inner>,
@@ -36,14 +37,15 @@ struct Inner {
     greeting: Greeting,
     can_pass_fds: bool,
     /// One token: whoever holds it may run a command with descriptors, so
-    /// each command's descriptors reach QEMU before any other's.
-    fd_turn: (async_channel::Sender<()>, async_channel::Receiver<()>),
+    /// each command's descriptors reach QEMU before any other's. Made on
+    /// first use.
+    fd_turn: OnceLock<(async_channel::Sender<()>, async_channel::Receiver<()>)>,
     schema: qmp_proto::typed::schema::SchemaCache,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.shared.update(|state| state.router.close());
+        self.shared.close();
     }
 }
 
@@ -56,13 +58,13 @@ impl std::fmt::Debug for Qmp {
 }
 
 /// Closes a connection whose `connect` was given up (dropped, timed out or
-/// failed), which also stops its driver thread.
+/// failed).
 struct Abandon(Option<Arc<Shared>>);
 
 impl Drop for Abandon {
     fn drop(&mut self) {
         if let Some(shared) = self.0.take() {
-            shared.update(|state| state.router.close());
+            shared.close();
         }
     }
 }
@@ -72,6 +74,13 @@ impl Drop for Abandon {
 struct InFlight<'a> {
     shared: &'a Shared,
     id: RequestId,
+}
+
+impl InFlight<'_> {
+    /// The command was answered: the router has let go of it already.
+    fn answered(self) {
+        std::mem::forget(self);
+    }
 }
 
 impl Drop for InFlight<'_> {
@@ -98,15 +107,14 @@ impl Qmp {
         path: impl AsRef<Path>,
         options: ConnectOptions,
     ) -> Result<Qmp, Error> {
-        let path = path.as_ref().to_path_buf();
-        Qmp::start(Async::<UnixStream>::connect(path), true, options).await
+        Qmp::start(dial_unix(path.as_ref()), true, options).await
     }
 
     /// Connects to a QMP server over TCP (`-qmp tcp:HOST:PORT,server=on`).
     /// File descriptors cannot be passed over TCP.
     ///
-    /// The address is resolved on the connection's driver thread, so a slow
-    /// name lookup blocks no executor; it counts against the connect
+    /// The address is resolved on a short-lived thread of its own, so a
+    /// slow name lookup blocks no executor; it counts against the connect
     /// timeout.
     ///
     /// Cancel safety: dropping the future closes the half-made connection.
@@ -125,40 +133,40 @@ impl Qmp {
         stream: UnixStream,
         options: ConnectOptions,
     ) -> Result<Qmp, Error> {
-        Qmp::start(async { Async::new(stream) }, true, options).await
+        Qmp::start(async { Async::new(OwnedFd::from(stream)) }, true, options).await
     }
 
-    async fn start<T: AsFd + Send + Sync + 'static>(
-        dial: impl Future<Output = io::Result<Async<T>>> + Send + 'static,
+    /// Dials, then reads the greeting and negotiates on the caller's own
+    /// task, within the connect timeout (measured by the driver thread's
+    /// clock, to its resolution of 10 ms); only then does the driver take
+    /// over whenever no caller reads the socket.
+    async fn start(
+        dial: impl Future<Output = io::Result<Socket>>,
         can_pass_fds: bool,
         options: ConnectOptions,
-    ) -> Result<Qmp, Error>
-    where
-        for<'a> &'a T: Read + Write,
-    {
-        let router = Router::new(Client::new(options.client.clone()), options.router.clone());
-        let shared = Arc::new(Shared::new(router));
-        let abandon = Abandon(Some(shared.clone()));
-        let (dial_failed, dial_failure) = async_channel::bounded(1);
-        driver::spawn(shared.clone(), dial, dial_failed)
-            .map_err(|e| Error::Connect(Arc::new(e)))?;
-
-        let failed = async {
-            match dial_failure.recv().await {
-                Ok(e) => Err(Error::Connect(Arc::new(e))),
-                // Dialed: from here on the router tells how it went.
-                Err(_) => future::pending().await,
+    ) -> Result<Qmp, Error> {
+        driver::start().map_err(|e| Error::Connect(Arc::new(e)))?;
+        let deadline = Instant::now().checked_add(options.connect_timeout);
+        let timed_out = async {
+            match deadline {
+                Some(at) => Deadline::at(at).await,
+                None => future::pending().await,
             }
+            Err(Error::ConnectTimeout)
         };
-        let settled = async {
-            shared
-                .wait_until(|router| router.client().is_ready() || router.end().is_some())
-                .await;
-            Ok(())
-        };
-        within(options.connect_timeout, future::or(failed, settled))
-            .await
-            .unwrap_or(Err(Error::ConnectTimeout))?;
+        future::or(Qmp::negotiate(dial, can_pass_fds, options), timed_out).await
+    }
+
+    async fn negotiate(
+        dial: impl Future<Output = io::Result<Socket>>,
+        can_pass_fds: bool,
+        options: ConnectOptions,
+    ) -> Result<Qmp, Error> {
+        let socket = dial.await.map_err(|e| Error::Connect(Arc::new(e)))?;
+        let router = Router::new(Client::new(options.client.clone()), options.router.clone());
+        let shared = Shared::new(router, socket);
+        let mut abandon = Abandon(Some(shared.clone()));
+        shared.negotiate().await;
 
         let greeting = {
             let state = shared.lock();
@@ -168,17 +176,14 @@ impl Qmp {
             state.router.client().greeting().cloned()
         }
         .ok_or(Error::Closed(End::Local))?;
-        let mut abandon = abandon;
         abandon.0 = None;
-        let fd_turn = async_channel::bounded(1);
-        fd_turn.0.try_send(()).ok();
         Ok(Qmp {
             inner: Arc::new(Inner {
                 shared,
                 options,
                 greeting,
                 can_pass_fds,
-                fd_turn,
+                fd_turn: OnceLock::new(),
                 schema: Default::default(),
             }),
         })
@@ -275,7 +280,11 @@ impl Qmp {
         if !self.inner.can_pass_fds {
             return Err(Error::FdPassingUnsupported);
         }
-        let (give_back, take) = &self.inner.fd_turn;
+        let (give_back, take) = self.inner.fd_turn.get_or_init(|| {
+            let token = async_channel::bounded(1);
+            token.0.try_send(()).ok();
+            token
+        });
         // The token's sender lives in `Inner`, so the channel never closes.
         take.recv().await.ok();
         let _turn = FdTurn(give_back);
@@ -292,7 +301,7 @@ impl Qmp {
         fds: Vec<OwnedFd>,
     ) -> Result<RawJson, Error> {
         let shared = &*self.inner.shared;
-        let (reply_to, reply) = async_channel::bounded(1);
+        let (reply_to, reply) = answer();
         let issued = shared.update(|state| {
             let issued = state.router.execute(name, arguments, oob, reply_to);
             if issued.is_some() {
@@ -300,11 +309,18 @@ impl Qmp {
             }
             issued
         });
-        let _in_flight = issued.map(|id| InFlight { shared, id });
+        let in_flight = issued.map(|id| InFlight { shared, id });
         let answer = match timeout {
-            None => reply.recv().await,
-            Some(limit) => within(limit, reply.recv()).await.ok_or(Error::Timeout)?,
+            None => shared.receive(&reply).await,
+            Some(limit) => within(limit, shared.receive(&reply))
+                .await
+                .ok_or(Error::Timeout)?,
         };
+        if let Some(call) = in_flight {
+            if answer.is_ok() {
+                call.answered();
+            }
+        }
         self.settle(answer)
     }
 
@@ -312,7 +328,7 @@ impl Qmp {
     /// dropped unanswered means the connection went away.
     fn settle<T>(
         &self,
-        answer: Result<Result<T, qmp_proto::Failure>, async_channel::RecvError>,
+        answer: Result<Result<T, qmp_proto::Failure>, Unanswered>,
     ) -> Result<T, Error> {
         let result = answer.map_err(|_| Error::Closed(self.end_reason().unwrap_or(End::Local)))?;
         result.map_err(Error::from)
@@ -356,11 +372,13 @@ impl Qmp {
         filter: EventFilter,
         timeout: Duration,
     ) -> Result<Sequenced, Error> {
-        let (found_to, found) = async_channel::bounded(1);
+        let (found_to, found) = answer();
         self.inner
             .shared
             .update(|state| state.router.wait_for_event(after, filter, found_to));
-        let answer = within(timeout, found.recv()).await.ok_or(Error::Timeout)?;
+        let answer = within(timeout, self.inner.shared.receive(&found))
+            .await
+            .ok_or(Error::Timeout)?;
         self.settle(answer)
     }
 
@@ -371,31 +389,61 @@ impl Qmp {
     pub fn subscribe(&self, filter: EventFilter) -> Subscription {
         let capacity = self.inner.options.subscriber_capacity.max(1);
         let (sink, events) = async_channel::bounded(capacity);
-        let id = self.inner.shared.lock().router.subscribe(filter, sink);
+        // An update: the driver must read for the subscriber from now on.
+        let id = (self.inner.shared).update(|state| state.router.subscribe(filter, sink));
         Subscription::new(events, id, self.inner.shared.clone())
     }
 
     /// Closes the connection: pending calls fail with
     /// [`End::Local`], subscriptions end.
     ///
-    /// Cancel safety: closing happens at once; the future only waits for
-    /// the router to record the end.
+    /// Cancel safety: the connection is closed, all at once, by the first
+    /// poll, which completes the future.
     pub async fn close(&self) {
-        let shared = &self.inner.shared;
-        shared.update(|state| state.router.close());
-        shared.wait_until(|router| router.end().is_some()).await;
+        self.inner.shared.close();
     }
 }
 
-/// Dials the first address of `addr` that answers, with Nagle off.
-async fn dial_tcp(addr: impl ToSocketAddrs) -> io::Result<Async<TcpStream>> {
-    let candidates: Vec<_> = addr.to_socket_addrs()?.collect();
+/// Dials the Unix socket at `path`. A Unix socket connects at once unless
+/// its listener's backlog is full; then, or for a path that cannot be
+/// dialed directly, async-io dials it, waiting as needed, with the usual
+/// errors.
+async fn dial_unix(path: &Path) -> io::Result<Socket> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let at_once = SocketAddrUnix::new(path).and_then(|address| {
+        let socket =
+            rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+        rustix::net::connect(&socket, &address).map(|()| socket)
+    });
+    let socket = match at_once {
+        Ok(socket) => socket,
+        Err(_) => OwnedFd::from(Async::<UnixStream>::connect(path).await?.into_inner()?),
+    };
+    Async::new_nonblocking(socket)
+}
+
+/// Dials the first address of `addr` that answers, with Nagle off. The
+/// name lookup blocks, so it runs on a thread of its own.
+async fn dial_tcp(addr: impl ToSocketAddrs + Send + 'static) -> io::Result<Socket> {
+    let (found, lookup) = async_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("qmp-smol-lookup".into())
+        .spawn(move || {
+            let candidates = addr.to_socket_addrs().map(Iterator::collect::<Vec<_>>);
+            found.try_send(candidates).ok();
+        })?;
+    let candidates = lookup
+        .recv()
+        .await
+        .map_err(|_| io::Error::other("the name lookup failed"))??;
     let mut last = None;
     for candidate in candidates {
         match Async::<TcpStream>::connect(candidate).await {
             Ok(stream) => {
-                stream.get_ref().set_nodelay(true)?;
-                return Ok(stream);
+                let stream = stream.into_inner()?;
+                stream.set_nodelay(true)?;
+                return Async::new_nonblocking(OwnedFd::from(stream));
             }
             Err(e) => last = Some(e),
         }

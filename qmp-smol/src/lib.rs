@@ -3,8 +3,9 @@
 //!
 //! All protocol logic lives in [`qmp_proto`]; this crate moves bytes between
 //! a socket and its state machine, and turns its outputs into futures and
-//! streams. Callers never touch the socket, so dropping a call's future at
-//! any point corrupts nothing.
+//! streams. A call reads the socket while it waits, but only in whole
+//! non-blocking reads routed under the connection's lock, so dropping a
+//! call's future at any point corrupts nothing (see [below](#where-the-socket-is-driven)).
 //!
 //! ```no_run
 //! use qmp_smol::{ConnectOptions, EventFilter, Qmp};
@@ -41,30 +42,54 @@
 //! # }
 //! ```
 //!
-//! # Where the socket is driven: one thread per connection
+//! # Where the socket is driven
 //!
 //! async-io has a reactor and timers but no spawner, and this crate does not
-//! pick an executor for you. Each connection therefore gets one small
-//! thread (named `qmp-smol`) that runs [`async_io::block_on`] over its
-//! *driver*: it dials the socket, then reads it into the router and writes
-//! what the router has to send, until the connection ends. The handles you
-//! hold ([`Qmp`], [`Subscription`]) only lock the router and wait on
-//! channels, so they work from smol, from `async_io::block_on`, or from any
-//! executor at all, and need nothing spawned by you.
+//! pick an executor for you; it still needs nothing spawned by you, and works
+//! from smol, from `async_io::block_on`, or from any executor at all. The
+//! socket is read by whoever waits on the connection, and otherwise by one
+//! background thread for the whole process:
 //!
-//! The alternative, handing back a driver future for the caller to spawn (as
-//! hyper does), would change the signatures of `connect_*` from those of
-//! `qmp-tokio` and make a connection that nobody spawns hang silently; since
-//! connecting must already make progress within its timeout, a driver that
-//! runs on its own is the simpler contract. The cost is one mostly idle
-//! thread per connection, which is small next to the QEMU process it talks
-//! to.
+//! - **Connecting runs on your task.** `connect_*` dials, reads the
+//!   greeting, sends `qmp_capabilities` and reads its reply in the
+//!   connect future itself, all within the connect timeout. Under
+//!   `smol::block_on` your thread runs async-io's reactor while it waits,
+//!   so the kernel wakes it directly when QEMU answers.
+//! - **A call reads the socket while it waits.** The first waiting call
+//!   (or event wait) takes the connection's *read turn*: it waits until the
+//!   socket is readable, then reads what is there without blocking, routes
+//!   it to whoever it answers, and finds its own reply without any other
+//!   thread involved. Other callers meanwhile wait for their answer to be
+//!   handed to them; when the turn's holder is done, the turn goes to the
+//!   caller that has waited longest. Every read and write is one
+//!   non-blocking system call made under the connection's lock together
+//!   with the routing of its bytes, so a future dropped at any await point
+//!   leaves nothing half done, and bytes reach the router in order
+//!   whoever reads them.
+//! - **Nobody waiting: the driver thread.** One thread (named `qmp-smol`,
+//!   started by the first connect) serves every connection whose socket no
+//!   call is reading: it is woken through async-io, by whichever thread
+//!   runs the reactor, when such a socket is readable (an event, the end)
+//!   or has room for bytes that did not fit; it never blocks and never runs
+//!   the reactor itself. So events are recorded in the history, subscribers
+//!   fed, and the end noticed, with nobody polling anything. Commands are
+//!   written directly by the task that issues them.
+//! - **The watchdog.** While a call holds (or was handed) the read turn,
+//!   the driver thread looks at the connection every 10 ms and reads what
+//!   is there in its place, in case that call's task is not being polled
+//!   (busy, or its future kept aside). When the last waiter is done and
+//!   nobody subscribes to events, the driver takes over reading at that
+//!   tick rather than at once, which spares a system call on every call of
+//!   a busy caller; so a connection nobody waits on may notice an event or
+//!   its end up to 10 ms late. The same clock measures the connect timeout
+//!   (to 10 ms), so that no async-io timer has to run on the caller's
+//!   reactor.
 //!
-//! The thread exits when the connection ends: when QEMU closes the socket,
-//! on [`Qmp::close`], or when the last [`Qmp`] clone is dropped (the socket
-//! is half-closed and the driver stops). A connect that is given up (dropped
-//! or timed out) closes the half-made connection the same way; a TCP dial
-//! still in progress then ends at the operating system's own timeout.
+//! The connection closes when QEMU closes the socket, on [`Qmp::close`],
+//! or when the last [`Qmp`] clone is dropped: the socket is half-closed
+//! once everything issued is written, and released. A connect that is
+//! given up (dropped or timed out) closes the half-made connection the
+//! same way.
 //!
 //! # Errors
 //!
@@ -75,10 +100,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod answer;
 mod connection;
 mod driver;
 mod shared;
 mod subscription;
+#[cfg(test)]
+mod tests;
 pub mod typed;
 
 pub use connection::Qmp;
