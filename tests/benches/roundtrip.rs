@@ -9,8 +9,8 @@
 //! Runtimes, as a user gets them by default: tokio's multi-thread runtime
 //! (`Runtime::new()`, one worker per core, what `#[tokio::main]` builds)
 //! with the calls made from `block_on`, as in `#[tokio::main]`'s body;
-//! `smol::block_on` for qmp-smol (which drives each connection on its own
-//! thread).
+//! `smol::block_on` for qmp-smol (whose waiting calls read the socket
+//! themselves).
 //!
 //! The sequential and connect cases also measure, per column, the same
 //! work done with the runtime's own socket (`roundtrip/runtime_floor.rs`),
