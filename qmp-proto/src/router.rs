@@ -243,6 +243,9 @@ pub struct Router<D: Delivery> {
     history: VecDeque<Sequenced>,
     next_sequence: u64,
     subscriptions: Vec<Subscription<D::Subscriber>>,
+    /// Lag counts the connection's end left untold: the subscriber's queue
+    /// was full. Its handle takes the count once it has drained the queue.
+    lagged_at_end: BTreeMap<SubscriptionId, u64>,
     next_subscription: u64,
     waits: Vec<EventWait<D::Wait>>,
     unattributed: VecDeque<QmpError>,
@@ -275,6 +278,7 @@ impl<D: Delivery> Router<D> {
             history: VecDeque::new(),
             next_sequence: 1,
             subscriptions: Vec::new(),
+            lagged_at_end: BTreeMap::new(),
             next_subscription: 0,
             waits: Vec::new(),
             unattributed: VecDeque::new(),
@@ -412,6 +416,15 @@ impl<D: Delivery> Router<D> {
     /// Stops a subscription (dropping its sender).
     pub fn unsubscribe(&mut self, id: SubscriptionId) {
         self.subscriptions.retain(|s| s.id != id);
+        self.lagged_at_end.remove(&id);
+    }
+
+    /// How many events subscription `id` missed that it could not be told
+    /// of before the connection ended (its queue was full then), taken
+    /// once. An adapter's stream yields it as a last
+    /// [`Notice::Lagged`] after the queued notices, before it ends.
+    pub fn take_lagged_at_end(&mut self, id: SubscriptionId) -> Option<u64> {
+        self.lagged_at_end.remove(&id)
     }
 
     /// Gives bytes read from the socket to the client machine.
@@ -617,8 +630,15 @@ impl<D: Delivery> Router<D> {
             D::found(wait.waiter, Err(Failure::Ended(end.clone())));
         }
         // Dropping the senders ends every subscriber's stream; the cause is
-        // in `end()`.
-        self.subscriptions.clear();
+        // in `end()`. A lag not told yet is told now if there is room, or
+        // kept for the subscriber to take once it has drained its queue.
+        for mut sub in core::mem::take(&mut self.subscriptions) {
+            if sub.lagged > 0 {
+                if let Offer::Full = D::offer(&mut sub.sink, Notice::Lagged(sub.lagged)) {
+                    self.lagged_at_end.insert(sub.id, sub.lagged);
+                }
+            }
+        }
     }
 }
 
@@ -826,6 +846,36 @@ mod tests {
         assert_eq!(got[0], Notice::Lagged(3));
         assert!(matches!(&got[1], Notice::Event(s) if s.sequence == 6));
         assert_eq!(pair.router.history_len(), 0);
+    }
+
+    /// A lag the connection's end leaves untold is told then if the queue
+    /// has room, and otherwise kept for the subscriber to take, once.
+    #[test]
+    fn a_lag_outlives_the_connection() {
+        let mut pair = Pair::new(0);
+        let queue = || Queue {
+            items: Rc::new(RefCell::new(Vec::new())),
+            capacity: 2,
+        };
+        let (full, roomy) = (queue(), queue());
+        let (full_items, roomy_items) = (full.items.clone(), roomy.items.clone());
+        let full = pair.router.subscribe(EventFilter::name("E"), full);
+        let roomy = pair.router.subscribe(EventFilter::name("F"), roomy);
+        for _ in 0..5 {
+            pair.emit("E");
+        }
+        for _ in 0..3 {
+            pair.emit("F");
+        }
+        roomy_items.borrow_mut().remove(0); // room for one more notice
+        pair.router.receive_eof();
+        pair.router.handle_outputs();
+        assert!(pair.router.end().is_some());
+        assert_eq!(full_items.borrow().len(), 2, "no room: nothing offered");
+        assert_eq!(pair.router.take_lagged_at_end(full), Some(3));
+        assert_eq!(pair.router.take_lagged_at_end(full), None, "taken once");
+        assert_eq!(roomy_items.borrow().last(), Some(&Notice::Lagged(1)));
+        assert_eq!(pair.router.take_lagged_at_end(roomy), None);
     }
 
     /// Once the history is full, the event it drops becomes a subscriber's

@@ -2,6 +2,7 @@
 
 use crate::shared::Shared;
 use async_channel::Receiver;
+use futures_core::Stream;
 use qmp_proto::router::SubscriptionId;
 use qmp_proto::{End, Notice};
 use std::pin::Pin;
@@ -10,9 +11,10 @@ use std::task::{Context, Poll};
 
 /// Events that passed a subscription's filter, as a [`Stream`](futures_core::Stream)
 /// of [`Notice`]s: each event, or how many were missed when the subscriber
-/// fell behind. Ends when the connection does; then
-/// [`end_reason`](Subscription::end_reason) says why. Dropping it
-/// unsubscribes.
+/// fell behind. Ends when the connection does, after the notices still
+/// queued (and a last `Lagged` if it missed events the full queue could not
+/// tell of); then [`end_reason`](Subscription::end_reason) says why.
+/// Dropping it unsubscribes.
 pub struct Subscription {
     // Boxed: async-channel's receiver is `!Unpin`, this stream is not.
     events: Pin<Box<Receiver<Notice>>>,
@@ -31,7 +33,19 @@ impl Subscription {
     /// Cancel safety: cancel safe; no notice is lost if the future is
     /// dropped.
     pub async fn next(&mut self) -> Option<Notice> {
-        self.events.recv().await.ok()
+        std::future::poll_fn(|cx| self.poll_notice(cx)).await
+    }
+
+    /// The queued notices, then what the connection's end left untold (a
+    /// lag the full queue could not take), then the end.
+    fn poll_notice(&mut self, cx: &mut Context<'_>) -> Poll<Option<Notice>> {
+        match self.events.as_mut().poll_next(cx) {
+            Poll::Ready(None) => {
+                let lagged = self.shared.lock().router.take_lagged_at_end(self.id);
+                Poll::Ready(lagged.map(Notice::Lagged))
+            }
+            other => other,
+        }
     }
 
     /// Why the connection ended, once it has.
@@ -44,7 +58,7 @@ impl futures_core::Stream for Subscription {
     type Item = Notice;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Notice>> {
-        self.events.as_mut().poll_next(cx)
+        self.poll_notice(cx)
     }
 }
 

@@ -10,9 +10,10 @@ use tokio::sync::mpsc;
 
 /// Events that passed a subscription's filter, as a [`Stream`](futures_core::Stream)
 /// of [`Notice`]s: each event, or how many were missed when the subscriber
-/// fell behind. Ends when the connection does; then
-/// [`end_reason`](Subscription::end_reason) says why. Dropping it
-/// unsubscribes.
+/// fell behind. Ends when the connection does, after the notices still
+/// queued (and a last `Lagged` if it missed events the full queue could not
+/// tell of); then [`end_reason`](Subscription::end_reason) says why.
+/// Dropping it unsubscribes.
 pub struct Subscription {
     events: mpsc::Receiver<Notice>,
     id: SubscriptionId,
@@ -33,7 +34,19 @@ impl Subscription {
     /// Cancel safety: cancel safe; no notice is lost if the future is
     /// dropped.
     pub async fn next(&mut self) -> Option<Notice> {
-        self.events.recv().await
+        std::future::poll_fn(|cx| self.poll_notice(cx)).await
+    }
+
+    /// The queued notices, then what the connection's end left untold (a
+    /// lag the full queue could not take), then the end.
+    fn poll_notice(&mut self, cx: &mut Context<'_>) -> Poll<Option<Notice>> {
+        match self.events.poll_recv(cx) {
+            Poll::Ready(None) => {
+                let lagged = self.shared.lock().router.take_lagged_at_end(self.id);
+                Poll::Ready(lagged.map(Notice::Lagged))
+            }
+            other => other,
+        }
     }
 
     /// Why the connection ended, once it has.
@@ -46,7 +59,7 @@ impl futures_core::Stream for Subscription {
     type Item = Notice;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Notice>> {
-        self.events.poll_recv(cx)
+        self.poll_notice(cx)
     }
 }
 

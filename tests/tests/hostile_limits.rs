@@ -23,7 +23,7 @@
 //! Each case runs under tokio (`qmp-tokio`) and smol (`qmp-smol`), against
 //! the mock of [`qmp_tests::mock`].
 
-use qmp_proto::{ConnectOptions, End, Error, ProtocolError, DEFAULT_MAX_MESSAGE_SIZE};
+use qmp_proto::{ConnectOptions, End, Error, ProtocolError, Timestamp, DEFAULT_MAX_MESSAGE_SIZE};
 use qmp_tests::mock::{self, Mock, MockConfig, Peer};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -275,6 +275,45 @@ qmp_tests::on_both_runtimes! {
             qmp.close().await;
         });
         assert_eq!(mock.join().expect("mock"), ["large", "large", "small"]);
+    }
+
+    /// Events past a full queue, then the peer closes: the subscriber gets
+    /// its queued events, then `Lagged(n)` for the rest (the end does not
+    /// swallow it), then the end.
+    #[test]
+    fn a_lag_is_told_after_the_connection_ends() {
+        const SENT: u64 = 20;
+        const CAPACITY: usize = 4;
+        let (stream, mock) = Mock::pair(MockConfig::default(), |mut peer: Peer| {
+            peer.greet().expect("greet");
+            let burst = peer.next_command().expect("burst");
+            peer.reply(&burst, json!({})).expect("reply");
+            for n in 0..SENT {
+                peer.event("E", &json!({ "n": n }), Timestamp::default())
+                    .expect("event");
+            }
+            // Closes without answering: the call sees the end.
+            peer.next_command().expect("bye");
+            peer.close();
+        });
+        rt::block_on(async {
+            let options = ConnectOptions::default().subscriber_capacity(CAPACITY);
+            let qmp = connect_with(stream, options).await;
+            let mut events = qmp.subscribe(qmp::EventFilter::all());
+            assert_eq!(call(&qmp, "burst").await.expect("burst"), json!({}));
+            let bye = call(&qmp, "bye").await;
+            assert!(matches!(bye, Err(Error::Closed(End::PeerClosed))), "{bye:?}");
+            let mut got = Vec::new();
+            while let Some(notice) = rt::timeout(HANG, events.next()).await.expect("hung") {
+                got.push(match notice {
+                    qmp::Notice::Event(event) => format!("E{}", event.event.decode::<Value>().expect("data")["n"]),
+                    qmp::Notice::Lagged(n) => format!("lagged {n}"),
+                });
+            }
+            assert_eq!(got, ["E0", "E1", "E2", "E3", "lagged 16"]);
+            assert_eq!(events.end_reason(), Some(End::PeerClosed));
+        });
+        mock.join();
     }
 
     /// 1 000 000 events while a subscriber reads nothing: a command issued
