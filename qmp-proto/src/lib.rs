@@ -113,8 +113,10 @@
 //!
 //! # Features
 //!
-//! - `std` (default): `std::error::Error` impls, and [`Error`], the error
-//!   of a connection over a real transport that the adapters return. Without it the crate is
+//! - `std` (default): `std::error::Error` impls, [`Error`], the error
+//!   of a connection over a real transport that the adapters return, and
+//!   [`notice_queue`], the runtime-agnostic subscriber queue both adapters
+//!   deliver events through. Without it the crate is
 //!   `no_std` with `alloc`.
 //! - `qapi` (implies `std`): `typed::qapi`, every command and event of the
 //!   generated `qapi-qmp` crate.
@@ -141,6 +143,8 @@ mod error;
 pub mod framing;
 mod json;
 mod message;
+#[cfg(feature = "std")]
+pub mod notice_queue;
 mod options;
 mod pretty;
 pub mod router;

@@ -6,6 +6,7 @@ use crate::shared::{Shared, Socket};
 use crate::subscription::Subscription;
 use async_io::{Async, Timer};
 use futures_lite::future;
+use qmp_proto::notice_queue::notice_queue;
 use qmp_proto::{
     Client, ConnectOptions, Cursor, DroppedReplies, End, Error, EventFilter, Greeting, QmpError,
     RawJson, RequestId, Router, Sequenced,
@@ -387,8 +388,7 @@ impl Qmp {
     /// how many it missed ([`Notice::Lagged`](qmp_proto::Notice::Lagged)).
     /// It ends when the connection does.
     pub fn subscribe(&self, filter: EventFilter) -> Subscription {
-        let capacity = self.inner.options.subscriber_capacity.max(1);
-        let (sink, events) = async_channel::bounded(capacity);
+        let (sink, events) = notice_queue(self.inner.options.subscriber_capacity);
         // An update: the driver must read for the subscriber from now on.
         let id = (self.inner.shared).update(|state| state.router.subscribe(filter, sink));
         Subscription::new(events, id, self.inner.shared.clone())

@@ -1,6 +1,6 @@
 //! The connection's state, shared by the handles, the callers that read the
 //! socket while they wait, and the driver: the router and the socket behind
-//! one mutex, oneshots and async-channel senders as the router's
+//! one mutex, oneshots and qmp-proto's notice queues as the router's
 //! [`Delivery`].
 //!
 //! Every read and every write of the socket is a non-blocking system call
@@ -11,9 +11,9 @@
 
 use crate::answer::{Answer, Answering, Unanswered};
 use crate::driver::{self, send_with_fds, Task};
-use async_channel::{Sender, TrySendError};
 use async_io::{Async, ReadableOwned, WritableOwned};
 use bytes::Bytes;
+use qmp_proto::notice_queue::NoticeSink;
 use qmp_proto::router::{Delivery, Offer};
 use qmp_proto::{Failure, Notice, RawJson, Router, Sequenced};
 use rustix::io::Errno;
@@ -34,14 +34,13 @@ const READ_SIZE: usize = 64 * 1024;
 /// The most reads in a row before whoever reads lets others run.
 const READS_AT_ONCE: usize = 16;
 
-/// Oneshots for calls and waits, bounded async-channel queues for
-/// subscribers.
+/// Oneshots for calls and waits, bounded notice queues for subscribers.
 pub(crate) struct Waiters;
 
 impl Delivery for Waiters {
     type Call = Answering<Result<RawJson, Failure>>;
     type Wait = Answering<Result<Sequenced, Failure>>;
-    type Subscriber = Sender<Notice>;
+    type Subscriber = NoticeSink;
 
     fn complete(call: Self::Call, result: Result<RawJson, Failure>) {
         // Nobody listening any more is fine: the result is dropped.
@@ -53,11 +52,7 @@ impl Delivery for Waiters {
     }
 
     fn offer(subscriber: &mut Self::Subscriber, notice: Notice) -> Offer {
-        match subscriber.try_send(notice) {
-            Ok(()) => Offer::Accepted,
-            Err(TrySendError::Full(_)) => Offer::Full,
-            Err(TrySendError::Closed(_)) => Offer::Gone,
-        }
+        subscriber.offer(notice)
     }
 
     fn wait_is_gone(wait: &Self::Wait) -> bool {

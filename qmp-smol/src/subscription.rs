@@ -1,8 +1,7 @@
 //! [`Subscription`]: a stream of events.
 
 use crate::shared::Shared;
-use async_channel::Receiver;
-use futures_core::Stream;
+use qmp_proto::notice_queue::NoticeSource;
 use qmp_proto::router::SubscriptionId;
 use qmp_proto::{End, Notice};
 use std::pin::Pin;
@@ -16,15 +15,13 @@ use std::task::{Context, Poll};
 /// tell of); then [`end_reason`](Subscription::end_reason) says why.
 /// Dropping it unsubscribes.
 pub struct Subscription {
-    // Boxed: async-channel's receiver is `!Unpin`, this stream is not.
-    events: Pin<Box<Receiver<Notice>>>,
+    events: NoticeSource,
     id: SubscriptionId,
     shared: Arc<Shared>,
 }
 
 impl Subscription {
-    pub(crate) fn new(events: Receiver<Notice>, id: SubscriptionId, shared: Arc<Shared>) -> Self {
-        let events = Box::pin(events);
+    pub(crate) fn new(events: NoticeSource, id: SubscriptionId, shared: Arc<Shared>) -> Self {
         Subscription { events, id, shared }
     }
 
@@ -39,7 +36,7 @@ impl Subscription {
     /// The queued notices, then what the connection's end left untold (a
     /// lag the full queue could not take), then the end.
     fn poll_notice(&mut self, cx: &mut Context<'_>) -> Poll<Option<Notice>> {
-        match self.events.as_mut().poll_next(cx) {
+        match self.events.poll_recv(cx) {
             Poll::Ready(None) => {
                 let lagged = self.shared.lock().router.take_lagged_at_end(self.id);
                 Poll::Ready(lagged.map(Notice::Lagged))

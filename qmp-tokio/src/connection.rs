@@ -3,6 +3,7 @@
 use crate::shared::Shared;
 use crate::subscription::Subscription;
 use crate::transport::{self, Driver, Socket};
+use qmp_proto::notice_queue::notice_queue;
 use qmp_proto::{
     Client, ConnectOptions, Cursor, DroppedReplies, End, Error, EventFilter, Greeting, QmpError,
     RawJson, RequestId, Router, Sequenced,
@@ -15,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::ToSocketAddrs;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// A QMP connection. Cheap to clone (`Send + Sync`): every clone talks over
 /// the same socket, and any number of tasks may run commands at once.
@@ -368,7 +369,7 @@ impl Qmp {
     /// how many it missed ([`Notice::Lagged`](qmp_proto::Notice::Lagged)).
     /// It ends when the connection does.
     pub fn subscribe(&self, filter: EventFilter) -> Subscription {
-        let (tx, rx) = mpsc::channel(self.inner.options.subscriber_capacity.max(1));
+        let (tx, rx) = notice_queue(self.inner.options.subscriber_capacity);
         let id = self.inner.shared.lock().router.subscribe(filter, tx);
         Subscription::new(rx, id, self.inner.shared.clone())
     }

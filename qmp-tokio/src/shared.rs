@@ -1,8 +1,9 @@
 //! The state the callers and the driver share: the router behind a mutex,
-//! and tokio's channels as its [`Delivery`].
+//! and tokio's oneshots and qmp-proto's notice queues as its [`Delivery`].
 
 use crate::transport::Socket;
 use bytes::Bytes;
+use qmp_proto::notice_queue::NoticeSink;
 use qmp_proto::router::{Delivery, Offer};
 use qmp_proto::{End, Failure, Notice, RawJson, Router, Sequenced};
 use std::cell::RefCell;
@@ -10,9 +11,9 @@ use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 
-/// tokio's channels as the router's waiters.
+/// tokio's oneshots and notice queues as the router's waiters.
 pub(crate) struct TokioDelivery;
 
 /// A result for a call or an event wait, made under the state lock and
@@ -58,7 +59,7 @@ thread_local! {
 impl Delivery for TokioDelivery {
     type Call = oneshot::Sender<Result<RawJson, Failure>>;
     type Wait = oneshot::Sender<Result<Sequenced, Failure>>;
-    type Subscriber = mpsc::Sender<Notice>;
+    type Subscriber = NoticeSink;
 
     fn complete(call: Self::Call, result: Result<RawJson, Failure>) {
         Completion::Call(call, result).defer();
@@ -69,11 +70,7 @@ impl Delivery for TokioDelivery {
     }
 
     fn offer(subscriber: &mut Self::Subscriber, notice: Notice) -> Offer {
-        match subscriber.try_send(notice) {
-            Ok(()) => Offer::Accepted,
-            Err(mpsc::error::TrySendError::Full(_)) => Offer::Full,
-            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Gone,
-        }
+        subscriber.offer(notice)
     }
 
     fn wait_is_gone(wait: &Self::Wait) -> bool {

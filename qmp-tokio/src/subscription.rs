@@ -1,12 +1,12 @@
 //! [`Subscription`]: a stream of events.
 
 use crate::shared::Shared;
+use qmp_proto::notice_queue::NoticeSource;
 use qmp_proto::router::SubscriptionId;
 use qmp_proto::{End, Notice};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
 
 /// Events that passed a subscription's filter, as a [`Stream`](futures_core::Stream)
 /// of [`Notice`]s: each event, or how many were missed when the subscriber
@@ -15,17 +15,13 @@ use tokio::sync::mpsc;
 /// tell of); then [`end_reason`](Subscription::end_reason) says why.
 /// Dropping it unsubscribes.
 pub struct Subscription {
-    events: mpsc::Receiver<Notice>,
+    events: NoticeSource,
     id: SubscriptionId,
     shared: Arc<Shared>,
 }
 
 impl Subscription {
-    pub(crate) fn new(
-        events: mpsc::Receiver<Notice>,
-        id: SubscriptionId,
-        shared: Arc<Shared>,
-    ) -> Self {
+    pub(crate) fn new(events: NoticeSource, id: SubscriptionId, shared: Arc<Shared>) -> Self {
         Subscription { events, id, shared }
     }
 
