@@ -212,8 +212,8 @@ qmp_tests::on_both_runtimes! {
             peer.saw_eof()
         });
         rt::block_on(async {
-            // The connect's own deadline is HANG: failing before the outer
-            // timeout (also HANG) is failing at once.
+            // The connect's own deadline is twice HANG: ending within the
+            // outer timeout (HANG) is ending on the answer, not the deadline.
             let result = rt::timeout(HANG, qmp::Qmp::from_unix_stream(stream, options(HANG * 2)))
                 .await
                 .expect("connect waited for its deadline");
