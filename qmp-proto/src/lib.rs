@@ -149,6 +149,8 @@ mod options;
 mod pretty;
 pub mod router;
 mod server;
+#[cfg(feature = "std")]
+mod surface;
 pub mod typed;
 
 pub use client::{Client, ClientConfig, ClientOutput, DroppedReplies, Reply, RequestId};

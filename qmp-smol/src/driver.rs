@@ -26,9 +26,7 @@
 use crate::shared::Shared;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::io::{self, IoSlice};
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -267,28 +265,4 @@ fn with_connection<R>(task: &Task, f: impl FnOnce(&Shared) -> R) -> Option<R> {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// One `sendmsg` of `bytes` on `socket` with `fds` as
-/// SCM_RIGHTS ancillary data. Returns how many bytes were sent (the
-/// descriptors go with the first of them); the caller writes the rest
-/// normally. `WouldBlock` comes back as an error, for the runtime to retry
-/// when the socket is writable.
-pub(crate) fn send_with_fds(socket: impl AsFd, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
-    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-    let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
-    let mut space =
-        vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
-        return Err(io::Error::other(
-            "too many file descriptors for one message",
-        ));
-    }
-    Ok(sendmsg(
-        socket,
-        &[IoSlice::new(bytes)],
-        &mut control,
-        SendFlags::NOSIGNAL,
-    )?)
 }

@@ -9,8 +9,9 @@
 //! in order whoever makes the call, and a future dropped between two calls
 //! leaves nothing half done.
 
-use crate::answer::{Answer, Answering, Unanswered};
-use crate::driver::{self, send_with_fds, Task};
+pub(crate) use crate::answer::{answer, Answer};
+use crate::answer::{Answering, Unanswered};
+use crate::driver::{self, Task};
 use async_io::{Async, ReadableOwned, WritableOwned};
 use bytes::Bytes;
 use qmp_proto::notice_queue::NoticeSink;
@@ -24,6 +25,7 @@ use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 /// A connected socket, Unix or TCP: only `recv`/`send` are used on it.
 pub(crate) type Socket = Async<OwnedFd>;
@@ -149,7 +151,7 @@ impl State {
                     .map_err(io::Error::from)
             } else {
                 // The descriptors go with the first byte; ours close once sent.
-                send_with_fds(socket.get_ref(), bytes, fds).inspect(|_| fds.clear())
+                qmp_fd::send_with_fds(socket.get_ref(), bytes, fds).inspect(|_| fds.clear())
             };
             match sent {
                 Ok(n) => {
@@ -334,10 +336,15 @@ impl Shared {
         f(&self.lock().router)
     }
 
+    /// Changes the router with `f`, then as [`update_state`](Self::update_state).
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Router<Waiters>) -> R) -> R {
+        self.update_state(|state| f(&mut state.router))
+    }
+
     /// Changes the state with `f`, routes whatever that produced (which
     /// wakes whoever it answers), writes what there is to send, and arms
     /// the driver.
-    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+    pub(crate) fn update_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         let (result, released) = {
             let mut state = self.lock();
             let result = f(&mut state);
@@ -355,7 +362,7 @@ impl Shared {
     /// keeps it alive until the driver has written them.
     pub(crate) fn close(self: &Arc<Self>) {
         let keep_alive = self.clone();
-        self.update(|state| {
+        self.update_state(|state| {
             state.router.close();
             state.keep_alive = Some(keep_alive);
         });
@@ -372,7 +379,7 @@ impl Shared {
     /// still readable, is read again once it is polled again.
     fn read_now(&self) {
         for _ in 0..READS_AT_ONCE {
-            if self.update(State::read_once) != Some(true) {
+            if self.update_state(State::read_once) != Some(true) {
                 return;
             }
         }
@@ -382,7 +389,7 @@ impl Shared {
     /// readable while no caller reads it, writes if it has room for what
     /// waits, and waits again.
     pub(crate) fn drive(&self) {
-        let read = self.update(|state| {
+        let read = self.update_state(|state| {
             state.drive().unwrap_or_else(|e| {
                 state.router.fail_transport(e.to_string());
                 None
@@ -401,7 +408,7 @@ impl Shared {
     /// nobody waiting, or handed to a waiter that has not taken it yet)
     /// goes to the driver. Returns whether to keep watching.
     pub(crate) fn tick(&self) -> bool {
-        let (watching, reader) = self.update(|state| {
+        let (watching, reader) = self.update_state(|state| {
             if state.caller_reads && state.socket.is_some() {
                 let read = state.read_once().is_some();
                 return (true, state.reader.clone().filter(|_| read));
@@ -489,7 +496,7 @@ impl Shared {
             return;
         }
         drop(state);
-        let promoted = self.update(|state| {
+        let promoted = self.update_state(|state| {
             state.promoted = None;
             if state.caller_reads {
                 return None;
@@ -587,7 +594,7 @@ impl Turn<'_> {
             Ok(()) => self.shared.read_now(),
             Err(e) => self
                 .shared
-                .update(|state| state.router.fail_transport(e.to_string())),
+                .update_state(|state| state.router.fail_transport(e.to_string())),
         }
         Poll::Ready(self.shared.is_open())
     }
@@ -645,4 +652,13 @@ impl<T> Drop for Receive<'_, T> {
             self.shared.stop_waiting(id);
         }
     }
+}
+
+/// `work`'s output, or `None` if `limit` passes first.
+pub(crate) async fn within<F: Future>(limit: Duration, work: F) -> Option<F::Output> {
+    futures_lite::future::or(async { Some(work.await) }, async {
+        async_io::Timer::after(limit).await;
+        None
+    })
+    .await
 }

@@ -8,10 +8,25 @@ use qmp_proto::router::{Delivery, Offer};
 use qmp_proto::{End, Failure, Notice, RawJson, Router, Sequenced};
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
+
+/// The receiving end of a call's or an event wait's oneshot.
+pub(crate) type Answer<T> = oneshot::Receiver<T>;
+
+/// A oneshot for one call or event wait: the sender is the router's waiter.
+pub(crate) fn answer<T>() -> (oneshot::Sender<T>, Answer<T>) {
+    oneshot::channel()
+}
+
+/// `work`'s output, or `None` if `limit` passes first.
+pub(crate) async fn within<F: Future>(limit: Duration, work: F) -> Option<F::Output> {
+    tokio::time::timeout(limit, work).await.ok()
+}
 
 /// tokio's oneshots and notice queues as the router's waiters.
 pub(crate) struct TokioDelivery;
@@ -130,15 +145,56 @@ impl Shared {
         }
     }
 
+    /// Looks at the router without changing it.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Router<TokioDelivery>) -> R) -> R {
+        f(&self.lock().router)
+    }
+
     /// Runs `f` on the router, then delivers its outputs and writes what
-    /// it has to send (or wakes the driver to). Returns whether negotiation
-    /// completed just now, and the connection's end once it has ended.
-    pub(crate) fn with_router<R>(
+    /// it has to send (or wakes the driver to).
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Router<TokioDelivery>) -> R) -> R {
+        self.route(f).0
+    }
+
+    /// Changes the state with `f` (issuing a command, say), then writes
+    /// what the router has to send (or wakes the driver to).
+    pub(crate) fn update_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let (result, wake_driver) = {
+            let mut state = self.lock();
+            let result = f(&mut state);
+            (result, state.flush())
+        };
+        if wake_driver {
+            self.wake_driver.notify_one();
+        }
+        result
+    }
+
+    /// The answer on `answer`: the connection's task delivers it.
+    pub(crate) fn receive<'a, T>(&self, answer: &'a mut Answer<T>) -> &'a mut Answer<T> {
+        answer
+    }
+
+    /// As [`update`](Self::update), for the driver: returns whether
+    /// negotiation completed just now, and the connection's end once it
+    /// has ended.
+    pub(crate) fn with_router(
         &self,
-        f: impl FnOnce(&mut Router<TokioDelivery>) -> R,
+        f: impl FnOnce(&mut Router<TokioDelivery>),
     ) -> (bool, Option<End>) {
+        let ((), became_ready, ended) = self.route(f);
+        (became_ready, ended)
+    }
+
+    /// Ends the connection: every waiter is answered, subscriptions end,
+    /// and the driver writes what was left to send and closes the socket.
+    pub(crate) fn close(&self) {
+        self.update(|router| router.close());
+    }
+
+    fn route<R>(&self, f: impl FnOnce(&mut Router<TokioDelivery>) -> R) -> (R, bool, Option<End>) {
         let mut state = self.lock();
-        f(&mut state.router);
+        let result = f(&mut state.router);
         let progress = state.router.handle_outputs();
         let ended = state.router.end().cloned();
         let wake_driver = state.flush();
@@ -146,7 +202,7 @@ impl Shared {
         if wake_driver {
             self.wake_driver.notify_one();
         }
-        (progress.became_ready, ended)
+        (result, progress.became_ready, ended)
     }
 
     /// The bytes (and fds) to write next, and whether the connection ended.

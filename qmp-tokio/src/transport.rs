@@ -16,8 +16,7 @@ use crate::shared::Shared;
 use bytes::{Buf, Bytes};
 use qmp_proto::{End, Error};
 use std::future::{poll_fn, Future};
-use std::io::{self, IoSlice};
-use std::mem::MaybeUninit;
+use std::io;
 use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -135,7 +134,7 @@ impl Socket {
             let sent = if out.fds.is_empty() {
                 self.try_write(&out.bytes)
             } else if self.can_pass_fds() {
-                send_with_fds(self.io.get_ref(), &out.bytes, &out.fds)
+                qmp_fd::send_with_fds(self.io.get_ref(), &out.bytes, &out.fds)
             } else {
                 Err(io::Error::other("fd passing needs a Unix socket"))
             };
@@ -152,30 +151,6 @@ impl Socket {
         }
         Ok(true)
     }
-}
-
-/// One `sendmsg` of `bytes` on `socket` with `fds` as
-/// SCM_RIGHTS ancillary data. Returns how many bytes were sent (the
-/// descriptors go with the first of them); the caller writes the rest
-/// normally. `WouldBlock` comes back as an error: the driver retries when
-/// the socket has room.
-fn send_with_fds(socket: impl AsFd, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
-    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-    let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
-    let mut space =
-        vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
-        return Err(io::Error::other(
-            "too many file descriptors for one message",
-        ));
-    }
-    Ok(sendmsg(
-        socket,
-        &[IoSlice::new(bytes)],
-        &mut control,
-        SendFlags::NOSIGNAL,
-    )?)
 }
 
 /// Registers `io` with the runtime for `interest` only.
