@@ -169,6 +169,9 @@ pub struct Client {
     config: ClientConfig,
     framer: Framer,
     event_names: EventNames,
+    /// Where small events' data is copied to (see
+    /// [`ServerMessageSpans::copy_small_event`]).
+    event_data: BytesMut,
     phase: Phase,
     greeting: Option<Greeting>,
     oob_enabled: bool,
@@ -200,6 +203,7 @@ impl Client {
             next_id: config.first_id,
             framer: Framer::new(config.max_message_size),
             event_names: EventNames::default(),
+            event_data: BytesMut::new(),
             config,
             phase: Phase::AwaitingGreeting,
             greeting: None,
@@ -356,6 +360,30 @@ impl Client {
 
     /// The next output, or `None` when everything received has been handled.
     pub fn poll_output(&mut self) -> Option<ClientOutput> {
+        self.next_output(&mut Some)
+    }
+
+    /// [`poll_output`](Self::poll_output), with every event given to
+    /// `on_event` as it is decoded instead of returned: the router's loop,
+    /// which skips wrapping each event in an output and unwrapping it.
+    #[inline]
+    pub(crate) fn poll_output_with(
+        &mut self,
+        mut on_event: impl FnMut(Event),
+    ) -> Option<ClientOutput> {
+        self.next_output(&mut |event| {
+            on_event(event);
+            None
+        })
+    }
+
+    /// The next output; an event goes to `on_event` first, and is returned
+    /// only if that gives it back.
+    #[inline(always)]
+    fn next_output(
+        &mut self,
+        on_event: &mut impl FnMut(Event) -> Option<Event>,
+    ) -> Option<ClientOutput> {
         loop {
             if let Some(output) = self.outputs.pop_front() {
                 return Some(output);
@@ -363,14 +391,18 @@ impl Client {
             if self.phase == Phase::Ended {
                 return None;
             }
-            let next = self
-                .framer
-                .next_frame_with(|bytes| parse_server_prefix_with(bytes, &mut self.event_names));
+            let next = self.framer.next_frame_with(
+                |bytes| {
+                    let (message, len) = parse_server_prefix_with(bytes, &mut self.event_names)?;
+                    Some((message.copy_small_event(bytes, &mut self.event_data), len))
+                },
+                ServerMessageSpans::needs_frame,
+            );
             let output = match next {
-                Some(Ok((Some(spans), frame))) => self.handle(spans, frame),
+                Some(Ok((Some(spans), frame))) => self.handle(spans, frame, on_event),
                 Some(Ok((None, frame))) => {
                     match parse_server_message_with(&frame, &mut self.event_names) {
-                        Ok(spans) => self.handle(spans, frame),
+                        Ok(spans) => self.handle(spans, frame, on_event),
                         // Whatever is wrong with the first message, it is a bad
                         // greeting, as a reply in its place already was (found
                         // by tests/tests/hostile_connect.rs: non-JSON, a
@@ -494,13 +526,21 @@ impl Client {
 
     /// Acts on a message parsed from `frame`; returns its output, if it has
     /// one (an end goes to the queue of outputs). Events, the common case,
-    /// go straight out.
-    #[inline]
-    fn handle(&mut self, message: ServerMessageSpans, frame: Bytes) -> Option<ClientOutput> {
+    /// go straight to `on_event`, and out if it gives them back.
+    #[inline(always)]
+    fn handle(
+        &mut self,
+        message: ServerMessageSpans,
+        frame: Bytes,
+        on_event: &mut impl FnMut(Event) -> Option<Event>,
+    ) -> Option<ClientOutput> {
         match message {
             // Before the greeting, an event is a bad greeting.
+            ServerMessageSpans::CopiedEvent(event) if self.phase != Phase::AwaitingGreeting => {
+                on_event(event).map(ClientOutput::Event)
+            }
             ServerMessageSpans::Event(event) if self.phase != Phase::AwaitingGreeting => {
-                Some(ClientOutput::Event(event.attach(frame)))
+                on_event(event.attach(frame)).map(ClientOutput::Event)
             }
             message => self.handle_message(message.attach(frame)),
         }
@@ -732,6 +772,71 @@ mod tests {
                 "{:?}: {output:?}",
                 core::str::from_utf8(bytes)
             );
+        }
+    }
+
+    /// Events, their data copied out of the received bytes (small, into
+    /// shared chunks) or shared with them (large), come out as they were
+    /// sent, given whole, byte by byte or in small pieces, and a reply
+    /// between them comes out whole.
+    #[test]
+    fn events_come_out_as_sent_whatever_their_size() {
+        use alloc::format;
+        use alloc::string::String;
+        let greeting = b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 10}, \"package\": \"\"}, \"capabilities\": []}}\r\n";
+        let mut stream = greeting.to_vec();
+        stream.extend_from_slice(b"{\"return\": {}, \"id\": 0}\r\n");
+        let mut sent = Vec::new();
+        for i in 0..120usize {
+            // Around the size limit of copies, and across chunks.
+            let data = match i % 4 {
+                0 => None,
+                1 => Some(format!("{{\"s\": \"{}\"}}", "x".repeat(i * 5))),
+                2 => Some(format!("[{i}, \"\u{e9}\", {{\"a\": null}}]")),
+                _ => Some(format!("\"{}\"", "y".repeat(480 + i % 64))),
+            };
+            let line = match &data {
+                Some(data) => format!(
+                    "{{\"timestamp\": {{\"seconds\": {i}, \"microseconds\": -1}}, \"event\": \"E{}\", \"data\": {data}}}\r\n",
+                    i % 3
+                ),
+                None => format!(
+                    "{{\"timestamp\": {{\"seconds\": {i}, \"microseconds\": -1}}, \"event\": \"E{}\"}}\r\n",
+                    i % 3
+                ),
+            };
+            stream.extend_from_slice(line.as_bytes());
+            sent.push((format!("E{}", i % 3), data, i as i64));
+            if i == 60 {
+                stream.extend_from_slice(b"{\"return\": {\"x\": 1}, \"id\": 1}\r\n");
+            }
+        }
+        for chunk in [stream.len(), 1, 7] {
+            let mut client = Client::new(ClientConfig::default().first_id(0));
+            let mut got = Vec::new();
+            let mut replies = Vec::new();
+            let mut issued = false;
+            for piece in stream.chunks(chunk) {
+                client.receive(piece);
+                while let Some(output) = client.poll_output() {
+                    match output {
+                        ClientOutput::Event(event) => got.push((
+                            event.name,
+                            event.data.map(|d| String::from(d.as_str())),
+                            event.timestamp.seconds,
+                        )),
+                        ClientOutput::Reply(reply) => replies.push(reply.result.unwrap()),
+                        ClientOutput::Ready { .. } if !issued => {
+                            client.execute("x", &()).unwrap();
+                            issued = true;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            assert_eq!(got, sent, "chunks of {chunk}");
+            assert_eq!(replies.len(), 1);
+            assert_eq!(replies[0].as_str(), "{\"x\": 1}");
         }
     }
 }

@@ -234,7 +234,7 @@ impl Framer {
     /// message; the framer then skips the rest of it and goes on with the
     /// next one, which is what a server wants. A client treats it as fatal.
     pub fn next_frame(&mut self) -> Option<Result<Bytes, FrameError>> {
-        self.next_frame_with(|_: &[u8]| None::<((), usize)>)
+        self.next_frame_with(|_: &[u8]| None::<((), usize)>, |_| true)
             .map(|r| r.map(|(_, frame)| frame))
     }
 
@@ -252,17 +252,24 @@ impl Framer {
     /// does not offer that message again, so a message is offered at most
     /// once however it is chunked, and the frames are the same for any
     /// chunking.
+    ///
+    /// When `needs_frame` says that what `parse_prefix` returned does not
+    /// need its bytes any more (it copied what it keeps), the frame is
+    /// consumed instead of split off, with the whitespace after it, and
+    /// given out empty: no shared buffer's count is touched, and the buffer
+    /// stays unshared, so later reads reuse it instead of allocating.
     #[inline]
     pub(crate) fn next_frame_with<T>(
         &mut self,
         mut parse_prefix: impl FnMut(&[u8]) -> Option<(T, usize)>,
+        needs_frame: impl Fn(&T) -> bool,
     ) -> Option<Result<(Option<T>, Bytes), FrameError>> {
         loop {
             if self.shape == Shape::Between {
                 self.skip_space();
                 let first = *self.buf.first()?;
                 if first == b'{' {
-                    if let Some(found) = self.try_prefix(&mut parse_prefix) {
+                    if let Some(found) = self.try_prefix(&mut parse_prefix, &needs_frame) {
                         return Some(Ok(found));
                     }
                 }
@@ -338,13 +345,21 @@ impl Framer {
     fn try_prefix<T>(
         &mut self,
         parse_prefix: impl FnOnce(&[u8]) -> Option<(T, usize)>,
+        needs_frame: impl Fn(&T) -> bool,
     ) -> Option<(Option<T>, Bytes)> {
         let offered = self.buf.len().min(self.max);
         let (parsed, len) = parse_prefix(&self.buf[..offered])?;
         if len == 0 || len > offered {
             return None; // not a frame of what was offered: scan instead
         }
-        Some((Some(parsed), self.take(len)))
+        if needs_frame(&parsed) {
+            return Some((Some(parsed), self.take(len)));
+        }
+        // The line ending goes with it: one advance instead of two.
+        let rest = self.buf.get(len..).unwrap_or_default();
+        let space = rest.iter().take_while(|&&b| is_space(b)).count();
+        self.consume(len + space);
+        Some((Some(parsed), Bytes::new()))
     }
 
     fn begin(&mut self, first: u8) {

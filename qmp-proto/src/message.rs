@@ -4,7 +4,7 @@ use crate::json::{attach, attach_last, range_in, RawJson, Span};
 use alloc::borrow::Cow;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use core::fmt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -275,7 +275,19 @@ pub(crate) enum ServerMessageSpans {
         result: Result<Span, QmpError>,
     },
     Event(EventSpans),
+    /// An event with its data copied out of the bytes it was parsed from
+    /// ([`ServerMessageSpans::copy_small_event`]): it needs no frame.
+    CopiedEvent(Event),
 }
+
+/// The largest `data` an event has copied out of the received bytes
+/// instead of sharing them (see [`ServerMessageSpans::copy_small_event`]).
+const COPIED_DATA_MAX: usize = 512;
+
+/// The size of the chunks small events' data is copied into (at least
+/// [`COPIED_DATA_MAX`]).
+const ARENA_CHUNK: usize = 4096;
+const _: () = assert!(ARENA_CHUNK >= COPIED_DATA_MAX);
 
 /// An event parsed from a slice, its data as a span of that slice.
 #[derive(Debug, PartialEq, Eq)]
@@ -565,7 +577,56 @@ impl ServerMessageSpans {
                 result: result.map(|s| attach_last(frame, &s)),
             },
             ServerMessageSpans::Event(event) => ServerMessage::Event(event.attach(frame)),
+            ServerMessageSpans::CopiedEvent(event) => ServerMessage::Event(event),
         }
+    }
+
+    /// An event whose `data` is small (or absent), with the data copied out
+    /// of `bytes` (the bytes it was parsed from) into `arena`, a chunk
+    /// shared by the small events that follow one another; anything else as
+    /// it is.
+    ///
+    /// The received buffer then stays unshared: it is reused for the next
+    /// read instead of being kept alive, and reallocated, while any event
+    /// of it lives, and handing out an event costs no operation on the
+    /// buffer's count. The copies share a count per chunk (a few KiB of
+    /// events) as they shared the buffer's: one cache line for a burst of
+    /// events, whichever thread drops them, where a count per event (an
+    /// allocation of its own, shared when a subscriber gets its copy) would
+    /// move between the router's thread and a subscriber's at every event.
+    #[inline]
+    pub(crate) fn copy_small_event(self, bytes: &[u8], arena: &mut BytesMut) -> Self {
+        match self {
+            ServerMessageSpans::Event(event) => {
+                let data = match &event.data {
+                    None => None,
+                    Some(span) if span.len() <= COPIED_DATA_MAX => match bytes.get(span.clone()) {
+                        Some(data) => {
+                            if arena.capacity() - arena.len() < data.len() {
+                                *arena = BytesMut::with_capacity(ARENA_CHUNK);
+                            }
+                            arena.extend_from_slice(data);
+                            Some(RawJson::from_trusted(arena.split().freeze()))
+                        }
+                        None => return ServerMessageSpans::Event(event),
+                    },
+                    Some(_) => return ServerMessageSpans::Event(event),
+                };
+                ServerMessageSpans::CopiedEvent(Event {
+                    name: event.name,
+                    data,
+                    timestamp: event.timestamp,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the message's payloads are still spans of the bytes it was
+    /// parsed from, to be [attached](Self::attach) to them.
+    #[inline]
+    pub(crate) fn needs_frame(&self) -> bool {
+        !matches!(self, ServerMessageSpans::CopiedEvent(_))
     }
 }
 

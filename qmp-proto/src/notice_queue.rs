@@ -21,14 +21,24 @@ struct Queue {
     closed: bool,
     /// The source was dropped: notices are not wanted any more.
     gone: bool,
+    /// How many notices the source took at its last swap: at least what
+    /// its batch still holds, so that while `notices` and this stay below
+    /// the capacity the sink need not read `in_batch` (a line the source
+    /// writes at every notice it returns).
+    taken: usize,
 }
 
 struct Channel {
     queue: Mutex<Queue>,
     /// How many notices the source's local batch still holds.
-    in_batch: AtomicUsize,
+    in_batch: OwnLine,
     capacity: usize,
 }
+
+/// A counter on a cache line of its own: the source's writes to it do not
+/// take the lock's line away from the sink.
+#[repr(align(128))]
+struct OwnLine(AtomicUsize);
 
 impl Channel {
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -46,8 +56,9 @@ pub fn notice_queue(capacity: usize) -> (NoticeSink, NoticeSource) {
             waker: None,
             closed: false,
             gone: false,
+            taken: 0,
         }),
-        in_batch: AtomicUsize::new(0),
+        in_batch: OwnLine(AtomicUsize::new(0)),
         capacity,
     });
     let sink = NoticeSink {
@@ -74,9 +85,11 @@ impl NoticeSink {
         if queue.gone {
             return Offer::Gone;
         }
-        let unread = queue.notices.len() + channel.in_batch.load(Ordering::Acquire);
-        if unread >= channel.capacity {
-            return Offer::Full;
+        if queue.notices.len() + queue.taken >= channel.capacity {
+            let unread = queue.notices.len() + channel.in_batch.0.load(Ordering::Acquire);
+            if unread >= channel.capacity {
+                return Offer::Full;
+            }
         }
         queue.notices.push_back(notice);
         let waker = if queue.notices.len() == 1 {
@@ -119,6 +132,7 @@ impl NoticeSource {
         if self.batch.is_empty() {
             let mut queue = self.channel.lock();
             if queue.notices.is_empty() {
+                queue.taken = 0;
                 if queue.closed {
                     return Poll::Ready(None);
                 }
@@ -130,13 +144,16 @@ impl NoticeSource {
             }
             // Swapped, so both buffers keep their allocations.
             std::mem::swap(&mut self.batch, &mut queue.notices);
+            queue.taken = self.batch.len();
             self.channel
                 .in_batch
+                .0
                 .store(self.batch.len(), Ordering::Release);
         }
         let notice = self.batch.pop_front();
         self.channel
             .in_batch
+            .0
             .store(self.batch.len(), Ordering::Release);
         Poll::Ready(notice)
     }

@@ -502,7 +502,30 @@ impl<D: Delivery> Router<D> {
     /// after every input; then write [`poll_transmit`](Self::poll_transmit).
     pub fn handle_outputs(&mut self) -> Progress {
         let mut progress = Progress::default();
-        while let Some(output) = self.client.poll_output() {
+        loop {
+            // Events are published as the client decodes them.
+            let Router {
+                client,
+                config,
+                history,
+                next_sequence,
+                subscriptions,
+                waits,
+                ..
+            } = &mut *self;
+            let output = client.poll_output_with(|event| {
+                Self::publish_to(
+                    config.history,
+                    history,
+                    next_sequence,
+                    subscriptions,
+                    waits,
+                    event,
+                );
+            });
+            let Some(output) = output else {
+                break;
+            };
             match output {
                 ClientOutput::Greeting(_) => {}
                 ClientOutput::Ready { .. } => progress.became_ready = true,
@@ -529,17 +552,38 @@ impl<D: Delivery> Router<D> {
     }
 
     fn publish(&mut self, event: Event) {
+        Self::publish_to(
+            self.config.history,
+            &mut self.history,
+            &mut self.next_sequence,
+            &mut self.subscriptions,
+            &mut self.waits,
+            event,
+        );
+    }
+
+    /// [`publish`](Self::publish), on the router's parts (borrowed apart
+    /// from its client, which is decoding).
+    #[inline(always)]
+    fn publish_to(
+        history_limit: usize,
+        history: &mut VecDeque<Sequenced>,
+        next_sequence: &mut u64,
+        subscriptions: &mut Vec<Subscription<D::Subscriber>>,
+        waits: &mut Vec<EventWait<D::Wait>>,
+        event: Event,
+    ) {
         let sequenced = Sequenced {
-            sequence: self.next_sequence,
+            sequence: *next_sequence,
             event,
         };
-        self.next_sequence += 1;
+        *next_sequence += 1;
 
         let mut i = 0;
-        while i < self.waits.len() {
-            let wait = &self.waits[i];
+        while i < waits.len() {
+            let wait = &waits[i];
             if sequenced.sequence >= wait.after.0 && wait.filter.matches(&sequenced.event) {
-                let wait = self.waits.swap_remove(i);
+                let wait = waits.swap_remove(i);
                 D::found(wait.waiter, Ok(sequenced.clone()));
             } else {
                 i += 1;
@@ -550,21 +594,21 @@ impl<D: Delivery> Router<D> {
         // becomes the first subscriber's copy, so its name's allocation is
         // reused instead of freed while another is made.
         let mut spare = None;
-        if self.config.history > 0 && self.history.len() >= self.config.history {
-            spare = self.history.pop_front();
+        if history_limit > 0 && history.len() >= history_limit {
+            spare = history.pop_front();
         }
         let mut i = 0;
-        while i < self.subscriptions.len() {
-            let sub = &mut self.subscriptions[i];
+        while i < subscriptions.len() {
+            let sub = &mut subscriptions[i];
             if sub.filter.matches(&sequenced.event) && !Self::offer(sub, &sequenced, &mut spare) {
-                self.subscriptions.remove(i);
+                subscriptions.remove(i);
             } else {
                 i += 1;
             }
         }
 
-        if self.config.history > 0 {
-            self.history.push_back(sequenced);
+        if history_limit > 0 {
+            history.push_back(sequenced);
         }
     }
 

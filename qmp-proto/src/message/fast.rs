@@ -17,7 +17,7 @@
 //! are compared as they are, and only the name and the `data` value are
 //! scanned. Anything else falls through to [`object_members`].
 
-use super::{timestamp_prefix, Timestamp};
+use super::{plain_integer, timestamp_prefix, Timestamp};
 use core::ops::Range;
 
 /// The deepest nesting this pass follows (serde_json follows any).
@@ -124,9 +124,14 @@ pub(super) struct QemuEvent<'a> {
 /// and any valid `VALUE`. That is an object of three distinct members which
 /// [`object_members`] would read the same; anything else is `None`, for it.
 pub(super) fn qemu_event(bytes: &[u8]) -> Option<(QemuEvent<'_>, usize)> {
-    let rest = bytes.strip_prefix(b"{\"timestamp\": ")?;
-    let (timestamp, rest) = timestamp_prefix(rest)?;
-    let rest = rest.strip_prefix(b", \"event\": \"")?;
+    let (timestamp, rest) = match qemu_event_head(bytes) {
+        Some(head) => head,
+        None => {
+            let rest = bytes.strip_prefix(b"{\"timestamp\": ")?;
+            let (timestamp, rest) = timestamp_prefix(rest)?;
+            (timestamp, rest.strip_prefix(b", \"event\": \"")?)
+        }
+    };
     let (name_len, _) = next_special(rest, 0)?;
     // Printable ASCII up to the quote (next_special stops at anything else).
     let (name, rest) = rest.split_at(name_len);
@@ -163,6 +168,32 @@ pub(super) fn qemu_event(bytes: &[u8]) -> Option<(QemuEvent<'_>, usize)> {
         timestamp,
     };
     Some((event, end + 1))
+}
+
+/// The head of an event exactly as QEMU writes it, `{"timestamp":
+/// {"seconds": S, "microseconds": U}, "event": "`: the timestamp and the
+/// bytes after the head. The fixed parts are compared whole, a word at a
+/// time; this is one of the spellings [`timestamp_prefix`] reads, and reads
+/// the same.
+#[inline(always)]
+fn qemu_event_head(bytes: &[u8]) -> Option<(Timestamp, &[u8])> {
+    let rest = strip_literal(bytes, b"{\"timestamp\": {\"seconds\": ")?;
+    let (seconds, rest) = plain_integer(rest)?;
+    let rest = strip_literal(rest, b", \"microseconds\": ")?;
+    let (microseconds, rest) = plain_integer(rest)?;
+    let rest = strip_literal(rest, b"}, \"event\": \"")?;
+    let timestamp = Timestamp {
+        seconds,
+        microseconds,
+    };
+    Some((timestamp, rest))
+}
+
+/// `bytes` after `literal`, if they start with it.
+#[inline(always)]
+fn strip_literal<'a, const N: usize>(bytes: &'a [u8], literal: &[u8; N]) -> Option<&'a [u8]> {
+    let (head, rest) = bytes.split_first_chunk::<N>()?;
+    (head == literal).then_some(rest)
 }
 
 /// Whether a byte inside a string needs a look: the quote, the backslash,
