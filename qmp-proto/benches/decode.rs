@@ -30,10 +30,10 @@
 //! `cargo bench -p qmp-proto --bench decode`
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use qmp_proto::router::{Delivery, Offer};
+use qmp_proto::router::{Delivery, Offer, Subscriber, Waiter};
 use qmp_proto::{
-    Client, ClientConfig, ClientOutput, End, EventFilter, Failure, Notice, RawJson, Router,
-    RouterConfig, Sequenced, Server, ServerConfig,
+    Client, ClientConfig, ClientOutput, End, EventFilter, Notice, Router, RouterConfig, Server,
+    ServerConfig,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -260,28 +260,36 @@ fn client_events(client: &mut Client, burst: &[u8]) -> usize {
 }
 
 /// A subscriber is a plain queue of at most [`BURST`] notices.
-type Queue = Rc<RefCell<VecDeque<Notice>>>;
+#[derive(Clone, Default)]
+struct Queue(Rc<RefCell<VecDeque<Notice>>>);
 
-struct QueueDelivery;
-
-impl Delivery for QueueDelivery {
-    type Call = ();
-    type Wait = ();
-    type Subscriber = Queue;
-
-    fn complete(_: (), _: Result<RawJson, Failure>) {}
-    fn found(_: (), _: Result<Sequenced, Failure>) {}
-    fn offer(queue: &mut Queue, notice: Notice) -> Offer {
-        let mut queue = queue.borrow_mut();
+impl Subscriber for Queue {
+    fn offer(&mut self, notice: Notice) -> Offer {
+        let mut queue = self.0.borrow_mut();
         if queue.len() == BURST {
             return Offer::Full;
         }
         queue.push_back(notice);
         Offer::Accepted
     }
-    fn wait_is_gone(_: &()) -> bool {
-        false
+}
+
+/// No command is run and nothing waits: results would be dropped.
+struct Nobody;
+
+impl<T> Waiter<T> for Nobody {
+    fn deliver(self, _: T) {}
+    fn is_gone(&self) -> bool {
+        true
     }
+}
+
+struct QueueDelivery;
+
+impl Delivery for QueueDelivery {
+    type Call = Nobody;
+    type Wait = Nobody;
+    type Subscriber = Queue;
 }
 
 /// One burst through a router with one subscriber; returns the events the
@@ -290,7 +298,7 @@ fn router_events(router: &mut Router<QueueDelivery>, queue: &Queue, burst: &[u8]
     router.receive(burst);
     router.handle_outputs();
     let mut events = 0;
-    for notice in queue.borrow_mut().drain(..) {
+    for notice in queue.0.borrow_mut().drain(..) {
         assert!(matches!(notice, Notice::Event(_)), "the subscriber lagged");
         black_box(&notice);
         events += 1;

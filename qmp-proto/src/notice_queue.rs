@@ -105,6 +105,12 @@ impl NoticeSink {
     }
 }
 
+impl crate::router::Subscriber for NoticeSink {
+    fn offer(&mut self, notice: Notice) -> Offer {
+        NoticeSink::offer(self, notice)
+    }
+}
+
 impl Drop for NoticeSink {
     fn drop(&mut self) {
         let mut queue = self.channel.lock();

@@ -168,23 +168,29 @@ impl fmt::Display for Failure {
 #[cfg(feature = "std")]
 impl std::error::Error for Failure {}
 
-/// The runtime's side of a [`Router`]: where results go.
+/// The runtime's side of a [`Router`]: the types its results go to.
 pub trait Delivery {
-    /// The waiter of one command (e.g. a oneshot sender).
-    type Call;
-    /// The waiter of one event wait (e.g. a oneshot sender).
-    type Wait;
-    /// One subscriber's bounded queue (e.g. a channel sender).
-    type Subscriber;
+    /// The waiter of one command (e.g. a oneshot's sender).
+    type Call: Waiter<Result<RawJson, Failure>>;
+    /// The waiter of one event wait (e.g. a oneshot's sender).
+    type Wait: Waiter<Result<Sequenced, Failure>>;
+    /// One subscriber's bounded queue (e.g. a
+    /// `notice_queue::NoticeSink`, with the `std` feature).
+    type Subscriber: Subscriber;
+}
 
-    /// Completes a command.
-    fn complete(call: Self::Call, result: Result<RawJson, Failure>);
-    /// Completes an event wait.
-    fn found(wait: Self::Wait, result: Result<Sequenced, Failure>);
-    /// Offers a notice to a subscriber without blocking.
-    fn offer(subscriber: &mut Self::Subscriber, notice: Notice) -> Offer;
-    /// Whether an event waiter has gone away (its result would be dropped).
-    fn wait_is_gone(wait: &Self::Wait) -> bool;
+/// Where one result goes: the sending half of a oneshot, say.
+pub trait Waiter<T> {
+    /// Hands the result over; a waiter that has gone away drops it.
+    fn deliver(self, result: T);
+    /// Whether the waiter has gone away (a result would be dropped).
+    fn is_gone(&self) -> bool;
+}
+
+/// A subscriber's bounded queue, as the router feeds it.
+pub trait Subscriber {
+    /// Offers a notice without blocking.
+    fn offer(&mut self, notice: Notice) -> Offer;
 }
 
 /// Settings of a [`Router`].
@@ -356,11 +362,11 @@ impl<D: Delivery> Router<D> {
             }
             Err(SendError::Closed) if self.end.is_some() => {
                 let end = self.end.clone().unwrap_or(End::Local);
-                D::complete(call, Err(Failure::Ended(end)));
+                call.deliver(Err(Failure::Ended(end)));
                 None
             }
             Err(e) => {
-                D::complete(call, Err(Failure::Rejected(e)));
+                call.deliver(Err(Failure::Rejected(e)));
                 None
             }
         }
@@ -378,17 +384,17 @@ impl<D: Delivery> Router<D> {
     /// it arrives, or fails when the connection ends.
     pub fn wait_for_event(&mut self, after: Cursor, filter: EventFilter, wait: D::Wait) {
         if let Some(found) = self.find_events(after, &filter).next() {
-            return D::found(wait, Ok(found.clone()));
+            return wait.deliver(Ok(found.clone()));
         }
         let oldest_kept = self
             .history
             .front()
             .map_or(self.next_sequence, |s| s.sequence);
         if after.0 < oldest_kept {
-            return D::found(wait, Err(Failure::HistoryOverrun { oldest_kept }));
+            return wait.deliver(Err(Failure::HistoryOverrun { oldest_kept }));
         }
         if let Some(end) = &self.end {
-            return D::found(wait, Err(Failure::Ended(end.clone())));
+            return wait.deliver(Err(Failure::Ended(end.clone())));
         }
         self.waits.push(EventWait {
             after,
@@ -531,7 +537,7 @@ impl<D: Delivery> Router<D> {
                 ClientOutput::Ready { .. } => progress.became_ready = true,
                 ClientOutput::Reply(reply) => {
                     if let Some(call) = self.calls.remove(&reply.id) {
-                        D::complete(call, reply.result.map_err(Failure::Qmp));
+                        call.deliver(reply.result.map_err(Failure::Qmp));
                     }
                 }
                 ClientOutput::Event(event) => self.publish(event),
@@ -584,7 +590,7 @@ impl<D: Delivery> Router<D> {
             let wait = &waits[i];
             if sequenced.sequence >= wait.after.0 && wait.filter.matches(&sequenced.event) {
                 let wait = waits.swap_remove(i);
-                D::found(wait.waiter, Ok(sequenced.clone()));
+                wait.waiter.deliver(Ok(sequenced.clone()));
             } else {
                 i += 1;
             }
@@ -621,7 +627,7 @@ impl<D: Delivery> Router<D> {
         spare: &mut Option<Sequenced>,
     ) -> bool {
         if sub.lagged > 0 {
-            match D::offer(&mut sub.sink, Notice::Lagged(sub.lagged)) {
+            match sub.sink.offer(Notice::Lagged(sub.lagged)) {
                 Offer::Accepted => sub.lagged = 0,
                 Offer::Full => {
                     sub.lagged += 1;
@@ -650,7 +656,7 @@ impl<D: Delivery> Router<D> {
             }
             None => sequenced.clone(),
         };
-        match D::offer(&mut sub.sink, Notice::Event(copy)) {
+        match sub.sink.offer(Notice::Event(copy)) {
             Offer::Accepted => true,
             Offer::Full => {
                 sub.lagged += 1;
@@ -662,23 +668,23 @@ impl<D: Delivery> Router<D> {
 
     /// Drops event waits whose callers went away.
     fn sweep_gone(&mut self) {
-        self.waits.retain(|w| !D::wait_is_gone(&w.waiter));
+        self.waits.retain(|w| !w.waiter.is_gone());
     }
 
     fn finish(&mut self, end: End) {
         self.end = Some(end.clone());
         for (_, call) in core::mem::take(&mut self.calls) {
-            D::complete(call, Err(Failure::Ended(end.clone())));
+            call.deliver(Err(Failure::Ended(end.clone())));
         }
         for wait in core::mem::take(&mut self.waits) {
-            D::found(wait.waiter, Err(Failure::Ended(end.clone())));
+            wait.waiter.deliver(Err(Failure::Ended(end.clone())));
         }
         // Dropping the senders ends every subscriber's stream; the cause is
         // in `end()`. A lag not told yet is told now if there is room, or
         // kept for the subscriber to take once it has drained its queue.
         for mut sub in core::mem::take(&mut self.subscriptions) {
             if sub.lagged > 0 {
-                if let Offer::Full = D::offer(&mut sub.sink, Notice::Lagged(sub.lagged)) {
+                if let Offer::Full = sub.sink.offer(Notice::Lagged(sub.lagged)) {
                     self.lagged_at_end.insert(sub.id, sub.lagged);
                 }
             }
@@ -704,26 +710,31 @@ mod tests {
     }
 
     impl Delivery for TestDelivery {
-        type Call = Slot<Result<RawJson, Failure>>;
-        type Wait = Slot<Result<Sequenced, Failure>>;
+        type Call = Filled<Result<RawJson, Failure>>;
+        type Wait = Filled<Result<Sequenced, Failure>>;
         type Subscriber = Queue;
+    }
 
-        fn complete(call: Self::Call, result: Result<RawJson, Failure>) {
-            *call.borrow_mut() = Some(result);
+    /// Fills its slot.
+    struct Filled<T>(Slot<T>);
+
+    impl<T> Waiter<T> for Filled<T> {
+        fn deliver(self, result: T) {
+            *self.0.borrow_mut() = Some(result);
         }
-        fn found(wait: Self::Wait, result: Result<Sequenced, Failure>) {
-            *wait.borrow_mut() = Some(result);
+        fn is_gone(&self) -> bool {
+            Rc::strong_count(&self.0) == 1
         }
-        fn offer(queue: &mut Queue, notice: Notice) -> Offer {
-            let mut items = queue.items.borrow_mut();
-            if items.len() == queue.capacity {
+    }
+
+    impl Subscriber for Queue {
+        fn offer(&mut self, notice: Notice) -> Offer {
+            let mut items = self.items.borrow_mut();
+            if items.len() == self.capacity {
                 return Offer::Full;
             }
             items.push(notice);
             Offer::Accepted
-        }
-        fn wait_is_gone(wait: &Self::Wait) -> bool {
-            Rc::strong_count(wait) == 1
         }
     }
 
@@ -782,8 +793,8 @@ mod tests {
     fn transmit_with_keeps_what_was_not_written_in_order() {
         let mut pair = Pair::new(8);
         let (first, second) = (slot(), slot());
-        pair.router.execute("first", &(), false, first);
-        pair.router.execute("second", &(), false, second);
+        pair.router.execute("first", &(), false, Filled(first));
+        pair.router.execute("second", &(), false, Filled(second));
         let mut unsent = None;
         let mut wire = Vec::new();
         // A socket that takes 5 bytes, then nothing.
@@ -816,7 +827,7 @@ mod tests {
         let mut pair = Pair::new(16);
         let call = slot();
         pair.router
-            .execute("query-status", &(), false, call.clone());
+            .execute("query-status", &(), false, Filled(call.clone()));
         pair.pump();
         assert_eq!(call.borrow().clone().unwrap().unwrap().as_str(), "{}");
         assert_eq!(pair.router.pending_calls(), 0);
@@ -830,7 +841,7 @@ mod tests {
         pair.emit("STOP");
         let wait = slot();
         pair.router
-            .wait_for_event(cursor, EventFilter::name("STOP"), wait.clone());
+            .wait_for_event(cursor, EventFilter::name("STOP"), Filled(wait.clone()));
         let found = wait.borrow().clone().unwrap().unwrap();
         assert_eq!(found.event.name, "STOP");
         assert_eq!(found.sequence, cursor.sequence() + 1);
@@ -843,7 +854,7 @@ mod tests {
         let cursor = pair.router.cursor();
         let wait = slot();
         pair.router
-            .wait_for_event(cursor, EventFilter::name("STOP"), wait.clone());
+            .wait_for_event(cursor, EventFilter::name("STOP"), Filled(wait.clone()));
         assert!(wait.borrow().is_none());
         pair.emit("STOP");
         assert_eq!(
@@ -861,7 +872,7 @@ mod tests {
         }
         let wait = slot();
         pair.router
-            .wait_for_event(cursor, EventFilter::name("STOP"), wait.clone());
+            .wait_for_event(cursor, EventFilter::name("STOP"), Filled(wait.clone()));
         let err = wait.borrow().clone().unwrap().unwrap_err();
         assert_eq!(
             err,
@@ -990,10 +1001,10 @@ mod tests {
             .subscribe(EventFilter::all(), Queue { items, capacity: 4 });
         // The server never sees the command: the peer closes first.
         pair.router
-            .execute("query-status", &(), false, call.clone());
+            .execute("query-status", &(), false, Filled(call.clone()));
         let cursor = pair.router.cursor();
         pair.router
-            .wait_for_event(cursor, EventFilter::all(), wait.clone());
+            .wait_for_event(cursor, EventFilter::all(), Filled(wait.clone()));
         pair.router.receive(b"{\"return\": {}, \"id\"");
         pair.router.receive_eof();
         let progress = pair.router.handle_outputs();
@@ -1010,7 +1021,7 @@ mod tests {
         assert_eq!(pair.router.subscriptions(), 0);
         let late = slot();
         pair.router
-            .execute("query-status", &(), false, late.clone());
+            .execute("query-status", &(), false, Filled(late.clone()));
         assert_eq!(late.borrow().clone().unwrap(), Err(Failure::Ended(end)));
     }
 
@@ -1020,7 +1031,7 @@ mod tests {
         let call = slot();
         let id = pair
             .router
-            .execute("query-status", &(), false, call.clone())
+            .execute("query-status", &(), false, Filled(call.clone()))
             .unwrap();
         pair.router.forget(id);
         pair.pump();

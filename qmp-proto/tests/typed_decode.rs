@@ -12,7 +12,7 @@
 mod common;
 
 use common::{replay_client, Capture, CAPTURES};
-use qmp_proto::router::{Delivery, Offer};
+use qmp_proto::router::{Delivery, Offer, Subscriber, Waiter};
 use qmp_proto::typed::commands::*;
 use qmp_proto::typed::events::{self, *};
 use qmp_proto::typed::schema::{Schema, SchemaInfo, SchemaMetaType};
@@ -522,22 +522,31 @@ struct Slots;
 type Slot<T> = Rc<RefCell<Option<T>>>;
 
 impl Delivery for Slots {
-    type Call = Slot<Result<RawJson, Failure>>;
-    type Wait = Slot<Result<Sequenced, Failure>>;
-    type Subscriber = Rc<RefCell<Vec<Notice>>>;
+    type Call = Filled<Result<RawJson, Failure>>;
+    type Wait = Filled<Result<Sequenced, Failure>>;
+    type Subscriber = Notices;
+}
 
-    fn complete(call: Self::Call, result: Result<RawJson, Failure>) {
-        *call.borrow_mut() = Some(result);
+/// Fills its slot.
+struct Filled<T>(Slot<T>);
+
+impl<T> Waiter<T> for Filled<T> {
+    fn deliver(self, result: T) {
+        *self.0.borrow_mut() = Some(result);
     }
-    fn found(wait: Self::Wait, result: Result<Sequenced, Failure>) {
-        *wait.borrow_mut() = Some(result);
+    fn is_gone(&self) -> bool {
+        Rc::strong_count(&self.0) == 1
     }
-    fn offer(subscriber: &mut Self::Subscriber, notice: Notice) -> Offer {
-        subscriber.borrow_mut().push(notice);
+}
+
+/// Every notice, kept.
+#[derive(Clone, Default)]
+struct Notices(Rc<RefCell<Vec<Notice>>>);
+
+impl Subscriber for Notices {
+    fn offer(&mut self, notice: Notice) -> Offer {
+        self.0.borrow_mut().push(notice);
         Offer::Accepted
-    }
-    fn wait_is_gone(wait: &Self::Wait) -> bool {
-        Rc::strong_count(wait) == 1
     }
 }
 
@@ -644,7 +653,7 @@ fn newer_qemu_values_members_and_events_are_kept() {
     let call: Slot<Result<RawJson, Failure>> = Rc::default();
     newer
         .router
-        .execute("query-status", &(), false, call.clone());
+        .execute("query-status", &(), false, Filled(call.clone()));
     newer.pump(|server, command| {
         let status = json!({"running": false, "status": "frozen", "singlestep": false});
         server.reply_ok(&command, &status).unwrap();
@@ -663,7 +672,7 @@ fn waits_with_matchers_in_a_custom_loop() {
     let wait: Slot<Result<Sequenced, Failure>> = Rc::default();
     newer
         .router
-        .wait_for_event(cursor, matcher.filter(), wait.clone());
+        .wait_for_event(cursor, matcher.filter(), Filled(wait.clone()));
     newer.event(
         "DEVICE_DELETED",
         json!({"device": "disk0", "path": "/machine/peripheral/disk0"}),
@@ -816,7 +825,7 @@ fn mock_server_decodes_typed_arguments() {
         .completion_mode(CompletionMode::Grouped);
     newer
         .router
-        .execute(Transaction::NAME, &tx, false, call.clone());
+        .execute(Transaction::NAME, &tx, false, Filled(call.clone()));
     let mut seen = None;
     newer.pump(|server, command| {
         seen = command.decode_as::<Transaction>();

@@ -3,6 +3,7 @@
 //! (one allocation, one small lock), and the caller reading the socket
 //! itself takes its answer without being woken.
 
+use qmp_proto::router::Waiter;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -35,14 +36,15 @@ impl<T> Slot<T> {
 /// The sending half, held by the router.
 pub(crate) struct Answering<T>(Arc<Slot<T>>);
 
-impl<T> Answering<T> {
-    /// Sends the answer (and wakes the receiver, if it waits).
-    pub(crate) fn send(self, value: T) {
+impl<T> Waiter<T> for Answering<T> {
+    /// Sends the answer; dropping `self` then wakes the receiver, if it
+    /// waits. Nobody listening any more is fine: the answer is dropped.
+    fn deliver(self, value: T) {
         self.0.lock().value = Some(value);
     }
 
     /// Whether the receiving half has gone away.
-    pub(crate) fn is_gone(&self) -> bool {
+    fn is_gone(&self) -> bool {
         Arc::strong_count(&self.0) == 1
     }
 }

@@ -15,8 +15,8 @@ use crate::driver::{self, Task};
 use async_io::{Async, ReadableOwned, WritableOwned};
 use bytes::Bytes;
 use qmp_proto::notice_queue::NoticeSink;
-use qmp_proto::router::{Delivery, Offer};
-use qmp_proto::{Failure, Notice, RawJson, Router, Sequenced};
+use qmp_proto::router::Delivery;
+use qmp_proto::{Failure, RawJson, Router, Sequenced};
 use rustix::io::Errno;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -43,23 +43,6 @@ impl Delivery for Waiters {
     type Call = Answering<Result<RawJson, Failure>>;
     type Wait = Answering<Result<Sequenced, Failure>>;
     type Subscriber = NoticeSink;
-
-    fn complete(call: Self::Call, result: Result<RawJson, Failure>) {
-        // Nobody listening any more is fine: the result is dropped.
-        call.send(result);
-    }
-
-    fn found(wait: Self::Wait, result: Result<Sequenced, Failure>) {
-        wait.send(result);
-    }
-
-    fn offer(subscriber: &mut Self::Subscriber, notice: Notice) -> Offer {
-        subscriber.offer(notice)
-    }
-
-    fn wait_is_gone(wait: &Self::Wait) -> bool {
-        wait.is_gone()
-    }
 }
 
 pub(crate) struct State {

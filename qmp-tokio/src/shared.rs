@@ -4,8 +4,8 @@
 use crate::transport::Socket;
 use bytes::Bytes;
 use qmp_proto::notice_queue::NoticeSink;
-use qmp_proto::router::{Delivery, Offer};
-use qmp_proto::{End, Failure, Notice, RawJson, Router, Sequenced};
+use qmp_proto::router::{Delivery, Waiter};
+use qmp_proto::{End, Failure, RawJson, Router, Sequenced};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -19,8 +19,9 @@ use tokio::sync::{oneshot, Notify};
 pub(crate) type Answer<T> = oneshot::Receiver<T>;
 
 /// A oneshot for one call or event wait: the sender is the router's waiter.
-pub(crate) fn answer<T>() -> (oneshot::Sender<T>, Answer<T>) {
-    oneshot::channel()
+pub(crate) fn answer<T>() -> (Deferred<T>, Answer<T>) {
+    let (sender, receiver) = oneshot::channel();
+    (Deferred(sender), receiver)
 }
 
 /// `work`'s output, or `None` if `limit` passes first.
@@ -31,66 +32,45 @@ pub(crate) async fn within<F: Future>(limit: Duration, work: F) -> Option<F::Out
 /// tokio's oneshots and notice queues as the router's waiters.
 pub(crate) struct TokioDelivery;
 
-/// A result for a call or an event wait, made under the state lock and
-/// sent once it is released.
-enum Completion {
-    Call(<TokioDelivery as Delivery>::Call, Result<RawJson, Failure>),
-    Wait(
-        <TokioDelivery as Delivery>::Wait,
-        Result<Sequenced, Failure>,
-    ),
+impl Delivery for TokioDelivery {
+    type Call = Deferred<Result<RawJson, Failure>>;
+    type Wait = Deferred<Result<Sequenced, Failure>>;
+    type Subscriber = NoticeSink;
 }
 
-impl Completion {
-    fn send(self) {
+/// A oneshot's sender whose result is sent once this thread releases the
+/// state lock (the router is only reached through [`Shared::lock`]).
+/// Sending wakes the caller, which at once takes the lock itself (to issue
+/// its next command, say): woken under the lock, it would find it held and
+/// sleep on it, one more thread hop for each reply.
+pub(crate) struct Deferred<T>(oneshot::Sender<T>);
+
+impl<T: 'static> Waiter<T> for Deferred<T> {
+    fn deliver(self, result: T) {
         // A caller that went away drops its result.
-        match self {
-            Completion::Call(call, result) => drop(call.send(result)),
-            Completion::Wait(wait, result) => drop(wait.send(result)),
+        let mut send = Some(move || drop(self.0.send(result)));
+        let kept = COMPLETIONS.try_with(|c| {
+            let send = send.take().map(|f| Box::new(f) as Completion);
+            c.borrow_mut().extend(send);
+        });
+        // Only while the thread exits, with its thread-locals gone: send at
+        // once.
+        if let (Err(_), Some(send)) = (kept, send) {
+            send();
         }
     }
 
-    /// Keeps the completion until this thread releases the state lock
-    /// (the router is only reached through [`Shared::lock`]). Sending it
-    /// wakes its caller, which at once takes the lock itself (to issue its
-    /// next command, say): woken under the lock, it would find it held and
-    /// sleep on it, one more thread hop for each reply.
-    fn defer(self) {
-        let mut completion = Some(self);
-        let _ = COMPLETIONS.try_with(|c| c.borrow_mut().extend(completion.take()));
-        // Only while the thread exits, with its thread-locals gone: send
-        // at once.
-        if let Some(unkept) = completion {
-            unkept.send();
-        }
+    fn is_gone(&self) -> bool {
+        self.0.is_closed()
     }
 }
+
+/// A result to send once the state lock is released.
+type Completion = Box<dyn FnOnce()>;
 
 thread_local! {
     /// The completions made under the state lock this thread holds.
     static COMPLETIONS: RefCell<VecDeque<Completion>> = const { RefCell::new(VecDeque::new()) };
-}
-
-impl Delivery for TokioDelivery {
-    type Call = oneshot::Sender<Result<RawJson, Failure>>;
-    type Wait = oneshot::Sender<Result<Sequenced, Failure>>;
-    type Subscriber = NoticeSink;
-
-    fn complete(call: Self::Call, result: Result<RawJson, Failure>) {
-        Completion::Call(call, result).defer();
-    }
-
-    fn found(wait: Self::Wait, result: Result<Sequenced, Failure>) {
-        Completion::Wait(wait, result).defer();
-    }
-
-    fn offer(subscriber: &mut Self::Subscriber, notice: Notice) -> Offer {
-        subscriber.offer(notice)
-    }
-
-    fn wait_is_gone(wait: &Self::Wait) -> bool {
-        wait.is_closed()
-    }
 }
 
 /// What the lock guards.
@@ -254,7 +234,7 @@ impl Drop for SendCompletions {
             .ok()
             .flatten()
         {
-            completion.send();
+            completion();
         }
     }
 }
