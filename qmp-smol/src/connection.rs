@@ -14,8 +14,6 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-qmp_proto::__adapter_connection!(fd_turn: FdTurns);
-
 /// Closes a connection whose `connect` was given up (dropped, timed out or
 /// failed).
 struct Abandon(Option<Arc<Shared>>);
@@ -135,6 +133,10 @@ impl Qmp {
         self.inner.fd_turn.take().await
     }
 }
+
+// The handle and its runtime-independent methods, after the ones above
+// (connecting) so that the docs list those first.
+qmp_proto::__adapter_connection!(fd_turn: FdTurns);
 
 /// Dials the Unix socket at `path`. A Unix socket connects at once unless
 /// its listener's backlog is full; then, or for a path that cannot be

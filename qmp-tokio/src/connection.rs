@@ -9,8 +9,6 @@ use std::sync::Arc;
 use tokio::net::ToSocketAddrs;
 use tokio::sync::oneshot;
 
-qmp_proto::__adapter_connection!(fd_turn: tokio::sync::Mutex<()>);
-
 impl Qmp {
     /// Connects to the QMP socket at `path`, reads the greeting and
     /// negotiates capabilities, all within `options.connect_timeout`.
@@ -110,6 +108,10 @@ impl Qmp {
         self.inner.fd_turn.lock().await
     }
 }
+
+// The handle and its runtime-independent methods, after the ones above
+// (connecting) so that the docs list those first.
+qmp_proto::__adapter_connection!(fd_turn: tokio::sync::Mutex<()>);
 
 /// `work`, or [`Error::ConnectTimeout`] at `deadline`.
 async fn before<T>(
