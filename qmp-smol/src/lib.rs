@@ -7,25 +7,31 @@
 //! non-blocking reads routed under the connection's lock, so dropping a
 //! call's future at any point corrupts nothing (see [below](#where-the-socket-is-driven)).
 //!
-//! ```no_run
+//! ```
 //! use qmp_smol::{ConnectOptions, EventFilter, Qmp};
 //! use std::time::Duration;
 //!
 //! # fn main() -> Result<(), qmp_smol::Error> {
+//! # use qmp_tests::mock::{docs_qemu, Mock};
+//! # let (socket, _qemu) = Mock::listen(Default::default(), docs_qemu);
+//! // The socket of `-qmp unix:/tmp/qmp.sock,server=on,wait=off`, say (here
+//! // a mock QEMU's, so that this example runs as a test).
 //! smol::block_on(async {
-//!     let qmp = Qmp::connect_unix("/tmp/qmp.sock", ConnectOptions::default()).await?;
+//!     let qmp = Qmp::connect_unix(&socket, ConnectOptions::default()).await?;
 //!     println!("QEMU {}", qmp.greeting().version);
 //!
 //!     #[derive(serde::Deserialize)]
 //!     struct Status { status: String }
 //!     let status: Status = qmp.execute_as("query-status", &()).await?;
 //!     println!("status: {}", status.status);
+//! #     assert_eq!(status.status, "running");
 //!
 //!     // Race-free: the cursor is taken before the command that causes the event.
 //!     let cursor = qmp.cursor();
 //!     qmp.execute_raw("stop", &()).await?;
 //!     let stop = qmp.wait_for_event(cursor, EventFilter::name("STOP"), Duration::from_secs(5)).await?;
 //!     println!("stopped at {:?}", stop.event.timestamp);
+//! #     assert_eq!(stop.event.name, "STOP");
 //!
 //!     // Commands from many tasks share the one connection.
 //!     let tasks: Vec<_> = (0..8)

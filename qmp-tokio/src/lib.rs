@@ -9,24 +9,31 @@
 //! at once is left to the connection's task. A call's future only ever
 //! waits for its reply, so dropping it at any point corrupts nothing.
 //!
-//! ```no_run
+//! ```
 //! use qmp_tokio::{ConnectOptions, EventFilter, Qmp};
 //! use std::time::Duration;
 //!
-//! # async fn run() -> Result<(), qmp_tokio::Error> {
-//! let qmp = Qmp::connect_unix("/tmp/qmp.sock", ConnectOptions::default()).await?;
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), qmp_tokio::Error> {
+//! # use qmp_tests::mock::{docs_qemu, Mock};
+//! # let (socket, _qemu) = Mock::listen(Default::default(), docs_qemu);
+//! // The socket of `-qmp unix:/tmp/qmp.sock,server=on,wait=off`, say (here
+//! // a mock QEMU's, so that this example runs as a test).
+//! let qmp = Qmp::connect_unix(&socket, ConnectOptions::default()).await?;
 //! println!("QEMU {}", qmp.greeting().version);
 //!
 //! #[derive(serde::Deserialize)]
 //! struct Status { status: String }
 //! let status: Status = qmp.execute_as("query-status", &()).await?;
 //! println!("status: {}", status.status);
+//! # assert_eq!(status.status, "running");
 //!
 //! // Race-free: the cursor is taken before the command that causes the event.
 //! let cursor = qmp.cursor();
 //! qmp.execute_raw("stop", &()).await?;
 //! let stop = qmp.wait_for_event(cursor, EventFilter::name("STOP"), Duration::from_secs(5)).await?;
 //! println!("stopped at {:?}", stop.event.timestamp);
+//! # assert_eq!(stop.event.name, "STOP");
 //! # Ok(()) }
 //! ```
 //!

@@ -7,14 +7,18 @@
 //! of `qmp_proto::typed`, the same for every runtime, so they are written
 //! once, in `qmp-proto`, and expanded here.
 //!
-//! ```no_run
+//! ```
 //! use qmp_tokio::typed::commands::{DeviceAdd, DeviceDel, QueryStatus};
 //! use qmp_tokio::typed::events::DeviceDeleted;
 //! use qmp_tokio::{ConnectOptions, Qmp};
 //! use std::time::Duration;
 //!
-//! # async fn run() -> Result<(), qmp_tokio::Error> {
-//! let qmp = Qmp::connect_unix("/tmp/qmp.sock", ConnectOptions::default()).await?;
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), qmp_tokio::Error> {
+//! # use qmp_tests::mock::{docs_qemu, Mock};
+//! # let (socket, _qemu) = Mock::listen(Default::default(), docs_qemu);
+//! // A mock QEMU's socket here, so that this example runs as a test.
+//! let qmp = Qmp::connect_unix(&socket, ConnectOptions::default()).await?;
 //! println!("running: {}", qmp.execute(&QueryStatus).await?.running);
 //!
 //! qmp.execute(&DeviceAdd::new("usb-tablet").id("tablet0")).await?;
@@ -23,8 +27,10 @@
 //! let gone = DeviceDeleted::matching_device("tablet0");
 //! let deleted = qmp.wait_for(cursor, &gone, Duration::from_secs(10)).await?;
 //! println!("{} deleted", deleted.data.path);
+//! # assert_eq!(deleted.data.path, "/machine/peripheral/tablet0");
 //!
 //! println!("{}", qmp.human_monitor_command("info version").await?);
+//! # assert!(qmp.execute(&QueryStatus).await?.running);
 //! # Ok(()) }
 //! ```
 

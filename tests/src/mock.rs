@@ -512,6 +512,40 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A script for the adapters' documentation examples: a QEMU that is
+/// running, answers `stop` and then sends `STOP`, `device_del` and then
+/// `DEVICE_DELETED`, `human-monitor-command` with a version line, and
+/// anything else with `{}`, until the client leaves.
+pub fn docs_qemu(peer: Peer) -> io::Result<Vec<String>> {
+    let at = Timestamp {
+        seconds: 1_764_000_000,
+        microseconds: 0,
+    };
+    peer.serve(|command| {
+        let arguments: Value = command.decode_arguments().unwrap_or(Value::Null);
+        match command.name.as_str() {
+            "query-status" => vec![Action::Reply(
+                serde_json::json!({"status": "running", "running": true}),
+            )],
+            "stop" => vec![
+                Action::Reply(serde_json::json!({})),
+                Action::Event("STOP".into(), Value::Null, at),
+            ],
+            "device_del" => {
+                let id = arguments["id"].as_str().unwrap_or_default();
+                let path = format!("/machine/peripheral/{id}");
+                let data = serde_json::json!({"device": id, "path": path});
+                vec![
+                    Action::Reply(serde_json::json!({})),
+                    Action::Event("DEVICE_DELETED".into(), data, at),
+                ]
+            }
+            "human-monitor-command" => vec![Action::Reply("10.0.2\r\n".into())],
+            _ => vec![Action::Reply(serde_json::json!({}))],
+        }
+    })
+}
+
 /// Reads this process's resident-set figures from `/proc/self/status`, in
 /// KiB: `(VmRSS, VmHWM)`, the current and the peak. `None` where the file
 /// or the fields are missing (not Linux).
