@@ -15,7 +15,7 @@
 //!   `read(&self, f: impl FnOnce(&Router<_>) -> R) -> R` (look),
 //!   `update(&self, f: impl FnOnce(&mut Router<_>) -> R) -> R` (change,
 //!   then route what that produced and write what there is to send) and
-//!   `close(&Arc<Self>)` (end the connection, answering every waiter).
+//!   `close(&self)` (end the connection, answering every waiter).
 //!   Its `update_state(&self, f: impl FnOnce(&mut State) -> R) -> R` is
 //!   `update` with the rest of the state: `State` has the `router` and
 //!   `fds`, the descriptors to send with the next byte written. Its
@@ -65,8 +65,8 @@ macro_rules! __adapter_connection {
 
         impl Drop for Inner {
             fn drop(&mut self) {
-                // The driver writes what was left to send and closes the
-                // socket.
+                // What the socket takes at once is written, and it is
+                // closed.
                 self.shared.close();
             }
         }
@@ -358,7 +358,9 @@ macro_rules! __adapter_connection {
 
             /// Closes the connection: pending calls fail with
             /// [`End::Local`](crate::End::Local), subscriptions end; then
-            /// what was still to be sent is written and the socket closed.
+            /// what the socket takes at once of what was still to be sent
+            /// is written, the rest dropped (a QEMU that stopped reading
+            /// cannot keep the socket open), and the socket closed.
             ///
             /// Cancel safety: the connection is closed, all at once, by the
             /// first poll, which completes the future.

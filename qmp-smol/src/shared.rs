@@ -84,9 +84,6 @@ pub(crate) struct State {
     driver_reads: Option<ReadableOwned<OwnedFd>>,
     /// The driver's wait for room in the socket, while bytes are unsent.
     driver_writes: Option<WritableOwned<OwnedFd>>,
-    /// Keeps the connection alive after its last handle went away, until
-    /// what was left to write is written.
-    keep_alive: Option<Arc<Shared>>,
 }
 
 impl State {
@@ -113,9 +110,9 @@ impl State {
 
     /// Writes what the router has to send, as far as the socket takes it
     /// without waiting; what it does not take waits in `unsent` for the
-    /// driver. Once the connection has ended and everything is written,
-    /// shuts the socket down for writing (QEMU answers by closing its side)
-    /// and lets it go.
+    /// driver. Once the connection has ended, drops what the socket did
+    /// not take, shuts the socket down for writing (QEMU answers by closing
+    /// its side) and lets it go.
     fn flush(&mut self) -> io::Result<()> {
         let State {
             router,
@@ -155,7 +152,10 @@ impl State {
             *unsent = None;
             return Err(e);
         }
-        if unsent.is_none() && router.end().is_some() {
+        if router.end().is_some() {
+            // What the socket did not take at once is dropped: a peer that
+            // stopped reading must not keep the socket alive.
+            *unsent = None;
             rustix::net::shutdown(socket.get_ref(), rustix::net::Shutdown::Write).ok();
             self.socket = None;
             self.driver_reads = None;
@@ -302,7 +302,6 @@ impl Shared {
                     task,
                     driver_reads: None,
                     driver_writes: None,
-                    keep_alive: None,
                 }),
             }
         })
@@ -328,27 +327,16 @@ impl Shared {
     /// wakes whoever it answers), writes what there is to send, and arms
     /// the driver.
     pub(crate) fn update_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        let (result, released) = {
-            let mut state = self.lock();
-            let result = f(&mut state);
-            state.settle();
-            let finished = state.socket.is_none();
-            (result, state.keep_alive.take_if(|_| finished))
-        };
-        // Possibly the last reference: dropped with the lock released.
-        drop(released);
+        let mut state = self.lock();
+        let result = f(&mut state);
+        state.settle();
         result
     }
 
     /// Closes the connection, which ends it at once (every waiter is
-    /// answered) and, if bytes are still waiting for room in the socket,
-    /// keeps it alive until the driver has written them.
-    pub(crate) fn close(self: &Arc<Self>) {
-        let keep_alive = self.clone();
-        self.update_state(|state| {
-            state.router.close();
-            state.keep_alive = Some(keep_alive);
-        });
+    /// answered), writes what the socket takes at once and lets it go.
+    pub(crate) fn close(&self) {
+        self.update(|router| router.close());
     }
 
     /// Whether the socket is still open.

@@ -167,7 +167,7 @@ impl Shared {
     }
 
     /// Ends the connection: every waiter is answered, subscriptions end,
-    /// and the driver writes what was left to send and closes the socket.
+    /// and the driver writes what the socket takes at once and closes it.
     pub(crate) fn close(&self) {
         self.update(|router| router.close());
     }

@@ -328,7 +328,7 @@ impl Driver {
 
     /// Writes what is left to the driver, as far as the socket takes it
     /// now. `false` once the connection has ended and all is written (or
-    /// writing failed): the loop is done.
+    /// the rest dropped, or writing failed): the loop is done.
     fn write_now(&mut self, shared: &Shared) -> bool {
         loop {
             let out = match &mut self.outgoing {
@@ -356,6 +356,15 @@ impl Driver {
             });
             match sent {
                 Ok(true) => self.outgoing = None,
+                // Once the connection has ended, what the socket does not
+                // take at once is dropped: a peer that stopped reading
+                // must not keep the socket, and this task, alive.
+                Ok(false) if shared.read(|router| router.end().is_some()) => {
+                    self.outgoing = None;
+                    self.writable = None;
+                    shared.lock().socket = None;
+                    return false;
+                }
                 Ok(false) => return true,
                 Err(e) => {
                     self.outgoing = None;
