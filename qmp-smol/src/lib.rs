@@ -94,9 +94,9 @@
 //! The connection closes when QEMU closes the socket, on [`Qmp::close`],
 //! or when the last [`Qmp`] clone is dropped: what the socket takes at
 //! once is written, the rest dropped (a QEMU that stopped reading cannot
-//! keep it open), and the socket is half-closed and released. A connect that is
-//! given up (dropped or timed out) closes the half-made connection the
-//! same way.
+//! keep it open), and the socket is half-closed and released. A connect
+//! that is given up (dropped or timed out) closes the half-made
+//! connection the same way.
 //!
 //! # Errors
 //!
