@@ -432,30 +432,44 @@ fn main() {
     let path: &Path = mock.path();
     let mut results = Vec::new();
 
+    // A case measured with each column's runtime floor beside it: the
+    // floor, the three adapters, then the three raw runtimes (subjects
+    // `RUNTIME_FLOOR_SUBJECTS`), each made as `module::$subject $make`.
+    macro_rules! with_runtime_floors {
+        ($case:expr, $floor:expr, $subject:ident $($make:tt)+) => {{
+            let mut floor = $floor;
+            let mut tokio = on_tokio::$subject $($make)+;
+            let mut task = in_tokio_task::$subject $($make)+;
+            let mut smol = on_smol::$subject $($make)+;
+            let mut raw_tokio = raw_tokio::$subject $($make)+;
+            let mut raw_task = raw_tokio_task::$subject $($make)+;
+            let mut raw_smol = raw_smol::$subject $($make)+;
+            let mut measured = run_case(
+                $case,
+                &mut [
+                    &mut floor,
+                    &mut tokio,
+                    &mut task,
+                    &mut smol,
+                    &mut raw_tokio,
+                    &mut raw_task,
+                    &mut raw_smol,
+                ],
+                rounds,
+                smoke,
+            );
+            measured.reference = Some((RUNTIME_FLOOR, RUNTIME_FLOOR_SUBJECTS));
+            measured
+        }};
+    }
+
     if wanted(&SEQUENTIAL) {
-        let mut floor = FloorSequential(Floor::connect(path));
-        let mut tokio = on_tokio::Sequential::new(path);
-        let mut task = in_tokio_task::Sequential::new(path);
-        let mut smol = on_smol::Sequential::new(path);
-        let mut raw_tokio = raw_tokio::Sequential::new(path);
-        let mut raw_task = raw_tokio_task::Sequential::new(path);
-        let mut raw_smol = raw_smol::Sequential::new(path);
-        let mut measured = run_case(
+        let floor = FloorSequential(Floor::connect(path));
+        results.push(with_runtime_floors!(
             &SEQUENTIAL,
-            &mut [
-                &mut floor,
-                &mut tokio,
-                &mut task,
-                &mut smol,
-                &mut raw_tokio,
-                &mut raw_task,
-                &mut raw_smol,
-            ],
-            rounds,
-            smoke,
-        );
-        measured.reference = Some((RUNTIME_FLOOR, RUNTIME_FLOOR_SUBJECTS));
-        results.push(measured);
+            floor,
+            Sequential::new(path)
+        ));
     }
     if wanted(&PIPELINED) {
         let mut floor = FloorPipelined {
@@ -492,29 +506,12 @@ fn main() {
         results.push(measured);
     }
     if wanted(&CONNECT) {
-        let mut floor = FloorConnect(path.to_path_buf());
-        let mut tokio = on_tokio::Connect(path.to_path_buf());
-        let mut task = in_tokio_task::Connect(path.to_path_buf());
-        let mut smol = on_smol::Connect(path.to_path_buf());
-        let mut raw_tokio = raw_tokio::Connect(path.to_path_buf());
-        let mut raw_task = raw_tokio_task::Connect(path.to_path_buf());
-        let mut raw_smol = raw_smol::Connect(path.to_path_buf());
-        let mut measured = run_case(
+        let floor = FloorConnect(path.to_path_buf());
+        results.push(with_runtime_floors!(
             &CONNECT,
-            &mut [
-                &mut floor,
-                &mut tokio,
-                &mut task,
-                &mut smol,
-                &mut raw_tokio,
-                &mut raw_task,
-                &mut raw_smol,
-            ],
-            rounds,
-            smoke,
-        );
-        measured.reference = Some((RUNTIME_FLOOR, RUNTIME_FLOOR_SUBJECTS));
-        results.push(measured);
+            floor,
+            Connect(path.to_path_buf())
+        ));
     }
 
     if smoke {
