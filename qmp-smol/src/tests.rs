@@ -64,12 +64,10 @@ async fn connect(stream: UnixStream) -> Qmp {
         .unwrap()
 }
 
+/// `work`'s output; a panic if it takes longer than `limit`.
 async fn within<F: Future>(limit: Duration, work: F) -> F::Output {
-    future::or(work, async {
-        async_io::Timer::after(limit).await;
-        panic!("hung past {limit:?}")
-    })
-    .await
+    let done = crate::shared::within(limit, work).await;
+    done.unwrap_or_else(|| panic!("hung past {limit:?}"))
 }
 
 #[test]
