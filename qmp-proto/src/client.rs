@@ -464,6 +464,17 @@ impl Client {
 
     // ----- internals -------------------------------------------------------
 
+    /// Whether [`execute`](Self::execute) (or, with `oob`,
+    /// [`execute_oob`](Self::execute_oob)) would take a command now rather
+    /// than fail with [`SendError::QueueFull`]: the window or the queue has
+    /// room, or the command skips both. An async caller waits until it
+    /// does instead of failing.
+    pub fn has_room(&self, oob: bool) -> bool {
+        let goes_to_wire =
+            oob || (self.phase == Phase::Ready && self.in_flight < self.config.max_in_flight);
+        goes_to_wire || self.queue.len() < self.config.max_queued
+    }
+
     fn submit<A: Serialize + ?Sized>(
         &mut self,
         name: &str,
@@ -483,7 +494,7 @@ impl Client {
             }
         }
         let goes_to_wire = oob || (sendable_now && self.in_flight < self.config.max_in_flight);
-        if !goes_to_wire && self.queue.len() >= self.config.max_queued {
+        if !self.has_room(oob) {
             return Err(SendError::QueueFull {
                 limit: self.config.max_queued,
             });

@@ -5,8 +5,9 @@
 //! async runtimes. It turns the bytes your program read from a QMP socket
 //! into greetings, replies and events, and tells you which bytes to write
 //! back. That makes it usable in any event loop (a blocking socket, `poll`,
-//! mio, an async runtime) and on targets without `std`. The `qmp-tokio` and
-//! `qmp-smol` crates drive it over real sockets for you.
+//! mio, an async runtime) and on targets without `std`. The async client,
+//! `qmp-client` (on tokio as `qmp-tokio`, on async-io as `qmp-smol`), drives
+//! it over real sockets for you.
 //!
 //! # The loop you write
 //!
@@ -113,11 +114,9 @@
 //!
 //! # Features
 //!
-//! - `std` (default): `std::error::Error` impls, [`Error`], the error
-//!   of a connection over a real transport that the adapters return, and
-//!   [`notice_queue`], the runtime-agnostic subscriber queue both adapters
-//!   deliver events through. Without it the crate is
-//!   `no_std` with `alloc`.
+//! - `std` (default): `std::error::Error` impls and the std-backed
+//!   speedups of the dependencies. Without it the crate is `no_std` with
+//!   `alloc`.
 //! - `qapi` (implies `std`): `typed::qapi`, every command and event of the
 //!   generated `qapi-qmp` crate.
 //!
@@ -137,31 +136,21 @@ extern crate alloc;
 extern crate std;
 
 mod client;
-#[cfg(feature = "std")]
-mod connection_error;
 mod error;
 pub mod framing;
 mod json;
 mod message;
-#[cfg(feature = "std")]
-pub mod notice_queue;
-mod options;
 mod pretty;
 pub mod router;
 mod server;
-#[cfg(feature = "std")]
-mod surface;
 pub mod typed;
 
 pub use client::{Client, ClientConfig, ClientOutput, DroppedReplies, Reply, RequestId};
-#[cfg(feature = "std")]
-pub use connection_error::Error;
 pub use error::{End, ProtocolError, SendError};
 pub use framing::DEFAULT_MAX_MESSAGE_SIZE;
 pub use json::RawJson;
 pub use message::{
     Capability, Command, ErrorClass, Event, Greeting, QmpError, Timestamp, Version, VersionTriple,
 };
-pub use options::ConnectOptions;
 pub use router::{Cursor, EventFilter, Failure, Notice, Router, RouterConfig, Sequenced};
 pub use server::{Server, ServerConfig, ServerOutput};

@@ -37,6 +37,12 @@ use serde::Serialize;
 pub struct Cursor(pub(crate) u64);
 
 impl Cursor {
+    /// The start of the connection: every event since the greeting,
+    /// including those that came in the same read as the negotiation
+    /// reply, before any other cursor could have been taken (as far as the
+    /// history still holds them).
+    pub const START: Cursor = Cursor(1);
+
     /// The sequence number of the first event this cursor covers.
     pub fn sequence(self) -> u64 {
         self.0

@@ -97,7 +97,7 @@
 //! ```no_run
 //! # async fn run(qmp: qmp_tokio::Qmp) -> Result<(), Box<dyn std::error::Error>> {
 //! let call = qmp_shell::syntax::parse_line("device_del id=nic0")?.expect("not blank");
-//! let reply = qmp.execute_raw(&call.name, &call.arguments).await?;
+//! let reply = qmp.call(&call.name, &call.arguments).await?;
 //! println!("{}", reply.as_str());
 //! # Ok(()) }
 //! ```

@@ -1,11 +1,10 @@
-//! Typed commands and events: everything of [`qmp_proto::typed`], and the
-//! [`Qmp`] methods that take them: `execute`, `execute_with_fd`,
+//! Typed commands and events: everything of `qmp_proto::typed`, and the
+//! [`Qmp`](crate::Qmp) methods that take them: `execute`,
 //! `human_monitor_command`, `schema`, `transaction`, `find`, `wait_for`
 //! and, with the `qapi` feature, `execute_qapi`.
 //!
-//! Those methods are compositions of the raw ones with the sans-IO values
-//! of `qmp_proto::typed`, the same for every runtime, so they are written
-//! once, in `qmp-proto`, and expanded here.
+//! Those methods are `qmp_client`'s (see [`qmp_client::typed`]), the same
+//! for every runtime.
 //!
 //! ```
 //! use qmp_smol::typed::commands::{DeviceAdd, DeviceDel, QueryStatus};
@@ -35,8 +34,4 @@
 //! # }
 //! ```
 
-use crate::Qmp;
-
-pub use qmp_proto::typed::*;
-
-qmp_proto::__typed_adapter_methods!(Qmp);
+pub use qmp_client::typed::*;

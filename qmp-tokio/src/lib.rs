@@ -1,13 +1,11 @@
 //! A QEMU Machine Protocol (QMP) client for tokio, over Unix and TCP sockets.
 //!
-//! All protocol logic lives in [`qmp_proto`]; this crate moves bytes between
-//! a socket and its state machine, and turns its outputs into futures and
-//! streams. `connect` reads the greeting and negotiates in its own future;
-//! then one task per connection reads the socket and feeds the machine. A
-//! command is written by the call that issues it, with a write that never
-//! waits, under the connection's lock; whatever the socket does not take
-//! at once is left to the connection's task. A call's future only ever
-//! waits for its reply, so dropping it at any point corrupts nothing.
+//! The client is [`qmp_client`]'s, written once for every runtime; this
+//! crate gives it tokio's timer and reactor ([`Tokio`]) and re-exports it
+//! under its own names: [`Qmp`] is `qmp_client::Qmp<Tokio>`. Nothing is
+//! spawned: a call reads its own reply, woken by tokio's reactor, and a
+//! connection nobody waits on costs nothing (see
+//! [who reads the socket](qmp_client#who-reads-the-socket)).
 //!
 //! ```
 //! use qmp_tokio::{ConnectOptions, EventFilter, Qmp};
@@ -24,13 +22,13 @@
 //!
 //! #[derive(serde::Deserialize)]
 //! struct Status { status: String }
-//! let status: Status = qmp.execute_as("query-status", &()).await?;
+//! let status: Status = qmp.call("query-status", &()).decode().await?;
 //! println!("status: {}", status.status);
 //! # assert_eq!(status.status, "running");
 //!
 //! // Race-free: the cursor is taken before the command that causes the event.
 //! let cursor = qmp.cursor();
-//! qmp.execute_raw("stop", &()).await?;
+//! qmp.call("stop", &()).timeout(Duration::from_secs(5)).await?;
 //! let stop = qmp.wait_for_event(cursor, EventFilter::name("STOP"), Duration::from_secs(5)).await?;
 //! println!("stopped at {:?}", stop.event.timestamp);
 //! # assert_eq!(stop.event.name, "STOP");
@@ -44,18 +42,21 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod connection;
-mod shared;
-mod subscription;
-mod transport;
+mod runtime;
 pub mod typed;
 
-pub use connection::Qmp;
-pub use qmp_proto::{
-    ClientConfig, ConnectOptions, Cursor, DroppedReplies, End, Error, ErrorClass, Event,
-    EventFilter, Greeting, Notice, QmpError, RawJson, SendError, Sequenced, Timestamp,
+pub use qmp_client::{
+    Call, ClientConfig, ConnectOptions, Cursor, DroppedReplies, End, Error, ErrorClass, Event,
+    EventFilter, Greeting, Notice, ProtocolError, QmpError, RawJson, RouterConfig, SendError,
+    Sequenced, Timestamp, Version, VersionTriple,
 };
-pub use subscription::Subscription;
+pub use runtime::{Tokio, TokioSocket};
+
+/// A QMP connection on tokio (see [`qmp_client::Qmp`] for its methods).
+pub type Qmp = qmp_client::Qmp<Tokio>;
+
+/// A stream of events on tokio (see [`qmp_client::Subscription`]).
+pub type Subscription = qmp_client::Subscription<Tokio>;
 
 /// The README's examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]

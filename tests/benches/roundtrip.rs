@@ -217,7 +217,7 @@ macro_rules! adapter_subjects {
                     $block_on(async move {
                         let start = Instant::now();
                         for _ in 0..ops {
-                            let status = qmp.execute_raw("query-status", &()).await;
+                            let status = qmp.call("query-status", &()).await;
                             black_box(status.expect("query-status"));
                         }
                         start.elapsed()
@@ -239,7 +239,9 @@ macro_rules! adapter_subjects {
                     $block_on(async move {
                         let start = Instant::now();
                         let calls = (0..ops)
-                            .map(|_| qmp.execute_raw("query-status", &()))
+                            .map(|_| {
+                                std::future::IntoFuture::into_future(qmp.call("query-status", &()))
+                            })
                             .collect();
                         for status in join_all(calls).await {
                             black_box(status.expect("query-status"));
@@ -266,9 +268,7 @@ macro_rules! adapter_subjects {
                     let (took, events) = $block_on(async move {
                         let start = Instant::now();
                         for _ in 0..ops / BURST as u64 {
-                            qmp.execute_raw(EVENTS_COMMAND, &())
-                                .await
-                                .expect(EVENTS_COMMAND);
+                            qmp.call(EVENTS_COMMAND, &()).await.expect(EVENTS_COMMAND);
                             for _ in 0..BURST {
                                 match events.next().await {
                                     Some(Notice::Event(event)) => {

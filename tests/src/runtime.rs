@@ -1,10 +1,39 @@
 //! The few runtime services a test body needs, with the same names and
 //! signatures on tokio and on smol, so that [`on_both_runtimes!`] can compile
-//! one body against both adapters.
+//! one body against both adapters. Timers come from the client's own
+//! [`Runtime`] trait; only running a future and spawning one are the
+//! runtime's own calls.
 //!
 //! [`on_both_runtimes!`]: crate::on_both_runtimes
 
-use std::time::Duration;
+use qmp_client::Runtime;
+use std::future::{poll_fn, Future, IntoFuture};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+/// Waits for `duration` on runtime `R`'s timer.
+async fn sleep_on<R: Runtime>(duration: Duration) {
+    let runtime = R::current().expect("called inside the runtime");
+    runtime.sleep_until(Instant::now() + duration).await
+}
+
+/// Runs `future` for at most `limit`, on runtime `R`'s timer.
+async fn timeout_on<R: Runtime, F: IntoFuture>(
+    limit: Duration,
+    future: F,
+) -> Result<F::Output, Elapsed> {
+    let runtime = R::current().expect("called inside the runtime");
+    let mut future = pin!(future.into_future());
+    let mut sleep = pin!(runtime.sleep_until(Instant::now() + limit));
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        sleep.as_mut().poll(cx).map(|()| Err(Elapsed))
+    })
+    .await
+}
 
 /// A future did not finish within its time limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +89,7 @@ macro_rules! on_both_runtimes {
 
 /// Runtime services on tokio (a multi-threaded runtime per test).
 pub mod tokio_rt {
-    use super::{Duration, Elapsed};
+    use super::{Duration, Elapsed, IntoFuture};
     use std::future::Future;
     use std::pin::Pin;
     use std::task::{Context, Poll};
@@ -107,20 +136,18 @@ pub mod tokio_rt {
 
     /// Waits for `duration`.
     pub async fn sleep(duration: Duration) {
-        tokio::time::sleep(duration).await
+        super::sleep_on::<qmp_tokio::Tokio>(duration).await
     }
 
     /// Runs `future` for at most `limit`.
-    pub async fn timeout<F: Future>(limit: Duration, future: F) -> Result<F::Output, Elapsed> {
-        tokio::time::timeout(limit, future)
-            .await
-            .map_err(|_| Elapsed)
+    pub async fn timeout<F: IntoFuture>(limit: Duration, future: F) -> Result<F::Output, Elapsed> {
+        super::timeout_on::<qmp_tokio::Tokio, F>(limit, future).await
     }
 }
 
 /// Runtime services on smol (its global executor; timers from async-io).
 pub mod smol_rt {
-    use super::{Duration, Elapsed};
+    use super::{Duration, Elapsed, IntoFuture};
     use std::future::Future;
 
     /// A spawned task; awaiting it gives the task's output. Dropping it
@@ -143,15 +170,11 @@ pub mod smol_rt {
 
     /// Waits for `duration`.
     pub async fn sleep(duration: Duration) {
-        smol::Timer::after(duration).await;
+        super::sleep_on::<qmp_smol::AsyncIo>(duration).await
     }
 
     /// Runs `future` for at most `limit`.
-    pub async fn timeout<F: Future>(limit: Duration, future: F) -> Result<F::Output, Elapsed> {
-        smol::future::or(async { Ok(future.await) }, async {
-            smol::Timer::after(limit).await;
-            Err(Elapsed)
-        })
-        .await
+    pub async fn timeout<F: IntoFuture>(limit: Duration, future: F) -> Result<F::Output, Elapsed> {
+        super::timeout_on::<qmp_smol::AsyncIo, F>(limit, future).await
     }
 }

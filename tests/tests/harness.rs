@@ -12,7 +12,7 @@ qmp_tests::on_both_runtimes! {
                     .await
                     .expect("connect");
                 let version: serde_json::Value =
-                    qmp.execute_as("query-version", &()).await.expect("query-version");
+                    qmp.call("query-version", &()).decode().await.expect("query-version");
                 let greeted = &qmp.greeting().version;
                 assert_eq!(version["qemu"]["major"], greeted.qemu.major);
                 assert_eq!(version["qemu"]["minor"], greeted.qemu.minor);

@@ -5,7 +5,8 @@
 //! Each case runs under tokio (`qmp-tokio`) and smol (`qmp-smol`), against
 //! the mock of [`qmp_tests::mock`].
 
-use qmp_proto::{End, Error, ProtocolError, QmpError};
+use qmp_client::Error;
+use qmp_proto::{End, ProtocolError, QmpError};
 use qmp_tests::mock::{Mock, MockConfig, Peer};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -15,8 +16,8 @@ const CONNECT_LIMIT: Duration = Duration::from_millis(300);
 /// Far more than any case needs: reaching it means the client hung.
 const HANG: Duration = Duration::from_secs(20);
 
-fn options(connect_timeout: Duration) -> qmp_proto::ConnectOptions {
-    qmp_proto::ConnectOptions::default().connect_timeout(connect_timeout)
+fn options(connect_timeout: Duration) -> qmp_client::ConnectOptions {
+    qmp_client::ConnectOptions::default().connect_timeout(connect_timeout)
 }
 
 /// The protocol error a failed connect ended with.

@@ -23,7 +23,8 @@
 //! Each case runs under tokio (`qmp-tokio`) and smol (`qmp-smol`), against
 //! the mock of [`qmp_tests::mock`].
 
-use qmp_proto::{ConnectOptions, End, Error, ProtocolError, Timestamp, DEFAULT_MAX_MESSAGE_SIZE};
+use qmp_client::{ConnectOptions, Error};
+use qmp_proto::{End, ProtocolError, Timestamp, DEFAULT_MAX_MESSAGE_SIZE};
 use qmp_tests::mock::{self, Mock, MockConfig, Peer};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -204,7 +205,7 @@ qmp_tests::on_both_runtimes! {
     }
 
     async fn call(qmp: &qmp::Qmp, name: &str) -> Result<Value, Error> {
-        let raw = rt::timeout(HANG, qmp.execute_raw(name, &()))
+        let raw = rt::timeout(HANG, qmp.call(name, &()))
             .await
             .expect("call hung")?;
         Ok(raw.decode().expect("a reply is JSON"))
@@ -263,7 +264,7 @@ qmp_tests::on_both_runtimes! {
             let qmp = connect_with(stream, ConnectOptions::default()).await;
             for _ in 0..2 {
                 let started = Instant::now();
-                let got: String = rt::timeout(HANG, qmp.execute_as("large", &()))
+                let got: String = rt::timeout(HANG, qmp.call("large", &()).decode())
                     .await
                     .expect("hung")
                     .expect("large");
@@ -272,7 +273,7 @@ qmp_tests::on_both_runtimes! {
                 assert!(got == text, "the large reply was altered");
             }
             assert_eq!(call(&qmp, "small").await.expect("small"), json!({"answer_to": "small"}));
-            qmp.close().await;
+            qmp.close();
         });
         assert_eq!(mock.join().expect("mock"), ["large", "large", "small"]);
     }
@@ -388,7 +389,7 @@ qmp_tests::on_both_runtimes! {
             assert_eq!(received + lagged, FLOOD);
             figures.insert("received".into(), received);
             figures.insert("lagged".into(), lagged);
-            qmp.close().await;
+            qmp.close();
         });
         mock.join();
         report(&figures);

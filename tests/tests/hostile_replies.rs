@@ -19,7 +19,8 @@
 //! the mock of [`qmp_tests::mock`]. No case sleeps to synchronise: the mock
 //! and the test wait on each other's messages and channels.
 
-use qmp_proto::{ClientConfig, ConnectOptions, End, Error, ProtocolError, QmpError};
+use qmp_client::{ConnectOptions, Error};
+use qmp_proto::{ClientConfig, End, ProtocolError, QmpError};
 use qmp_tests::mock::{Action, Mock, MockConfig, Peer};
 use serde_json::{json, Value};
 use std::sync::mpsc;
@@ -66,7 +67,7 @@ qmp_tests::on_both_runtimes! {
 
     /// Runs `name` with a deadline against hangs; the `return` as JSON.
     async fn call(qmp: &qmp::Qmp, name: &str) -> Result<Value, Error> {
-        let raw = rt::timeout(HANG, qmp.execute_raw(name, &()))
+        let raw = rt::timeout(HANG, qmp.call(name, &()))
             .await
             .expect("call hung")?;
         Ok(raw.decode().expect("a reply is JSON"))
@@ -175,7 +176,7 @@ qmp_tests::on_both_runtimes! {
             assert!(strays.iter().all(|e| e.desc.starts_with("JSON parse error")));
             assert!(qmp.take_unattributed_errors().is_empty(), "taken once");
             assert_eq!(qmp.dropped_replies(), qmp::DroppedReplies::default());
-            qmp.close().await;
+            qmp.close();
         });
         mock.join().expect("mock");
     }
@@ -221,7 +222,7 @@ qmp_tests::on_both_runtimes! {
             let dropped = qmp.dropped_replies();
             assert!(dropped.unknown_id >= 3 * 11, "{dropped:?}");
             assert_eq!(dropped.late, 0, "{dropped:?}");
-            qmp.close().await;
+            qmp.close();
         });
         assert_eq!(mock.join().expect("mock"), ["a", "b", "c"]);
     }
@@ -274,7 +275,7 @@ qmp_tests::on_both_runtimes! {
             for name in ["first", "second", "third", "fourth"] {
                 assert_eq!(call(&qmp, name).await.expect("reply"), answer_to(name));
             }
-            qmp.close().await;
+            qmp.close();
         });
         mock.join();
     }
@@ -304,7 +305,7 @@ qmp_tests::on_both_runtimes! {
             for (name, task) in names.iter().zip(tasks) {
                 assert_eq!(finish(task).await.expect("reply"), answer_to(name));
             }
-            qmp.close().await;
+            qmp.close();
         });
         mock.join();
     }
@@ -421,7 +422,7 @@ qmp_tests::on_both_runtimes! {
         rt::block_on(async {
             let qmp = connect(stream).await;
             let started = Instant::now();
-            let result = rt::timeout(HANG, qmp.execute_timeout("slow", &(), CALL_LIMIT))
+            let result = rt::timeout(HANG, qmp.call("slow", &()).timeout(CALL_LIMIT))
                 .await
                 .expect("the timeout did not fire");
             let took = started.elapsed();
@@ -432,7 +433,7 @@ qmp_tests::on_both_runtimes! {
             assert_eq!(qmp.end_reason(), None);
             let dropped = qmp.dropped_replies();
             assert_eq!((dropped.late, dropped.unknown_id), (1, 0), "{dropped:?}");
-            qmp.close().await;
+            qmp.close();
         });
         mock.join();
     }
@@ -458,7 +459,7 @@ qmp_tests::on_both_runtimes! {
             for name in ["next", "after"] {
                 assert_eq!(call(&qmp, name).await.expect("reply"), answer_to(name));
             }
-            qmp.close().await;
+            qmp.close();
         });
         mock.join();
     }
@@ -493,12 +494,12 @@ qmp_tests::on_both_runtimes! {
             // Issued before the release, sent once the late reply is in.
             let after = {
                 let qmp = qmp.clone();
-                rt::spawn(async move { qmp.execute_timeout("after", &(), HANG).await })
+                rt::spawn(async move { qmp.call("after", &()).timeout(HANG).await })
             };
             release.send(()).expect("mock waiting");
             let reply = finish(after).await.expect("reply");
             assert_eq!(reply.decode::<Value>().expect("JSON"), answer_to("after"));
-            qmp.close().await;
+            qmp.close();
         });
         mock.join();
     }

@@ -132,15 +132,15 @@ qmp_tests::on_both_runtimes! {
             assert_eq!(qmp.greeting().version.qemu.micro, 2, "{label}");
             assert_eq!(qmp.greeting().version.package, "mock ✓", "{label}");
 
-            let status: Value = rt::timeout(HANG, qmp.execute_as("query-status", &()))
+            let status: Value = rt::timeout(HANG, qmp.call("query-status", &()).decode())
                 .await
                 .expect("hung")
                 .expect("query-status");
             assert_eq!(status, tricky_reply(), "{label}");
 
-            let failed = rt::timeout(HANG, qmp.execute_raw("fail", &())).await.expect("hung");
+            let failed = rt::timeout(HANG, qmp.call("fail", &())).await.expect("hung");
             match failed {
-                Err(qmp_proto::Error::Qmp(e)) => {
+                Err(qmp_client::Error::Qmp(e)) => {
                     assert_eq!(e.class, ErrorClass::DeviceNotFound, "{label}");
                     assert_eq!(e.desc, "Device 'nope' not found ✗", "{label}");
                 }
@@ -148,7 +148,7 @@ qmp_tests::on_both_runtimes! {
             }
 
             let cursor = qmp.cursor();
-            rt::timeout(HANG, qmp.execute_raw("emit", &()))
+            rt::timeout(HANG, qmp.call("emit", &()))
                 .await
                 .expect("hung")
                 .expect("emit");
@@ -160,12 +160,12 @@ qmp_tests::on_both_runtimes! {
             let data: Value = deleted.event.decode().expect("data");
             assert_eq!(data["device"], "dév0", "{label}");
 
-            let echoed: Value = rt::timeout(HANG, qmp.execute_as("other", &()))
+            let echoed: Value = rt::timeout(HANG, qmp.call("other", &()).decode())
                 .await
                 .expect("hung")
                 .expect("other");
             assert_eq!(echoed, json!({"answer_to": "other"}), "{label}");
-            qmp.close().await;
+            qmp.close();
         });
         let served = mock.join().expect("mock");
         assert_eq!(served, ["query-status", "fail", "emit", "other"], "{label}");
@@ -221,7 +221,7 @@ qmp_tests::on_both_runtimes! {
             let qmp = connect(stream).await;
             let mut events = qmp.subscribe(qmp::EventFilter::all());
             let cursor = qmp.cursor();
-            let emitted: Value = rt::timeout(HANG, qmp.execute_as("emit", &()))
+            let emitted: Value = rt::timeout(HANG, qmp.call("emit", &()).decode())
                 .await
                 .expect("hung")
                 .expect("emit");
@@ -261,12 +261,12 @@ qmp_tests::on_both_runtimes! {
                 .expect("already in the history");
             assert_eq!(waited.event.timestamp.seconds, 7);
 
-            let after: Value = rt::timeout(HANG, qmp.execute_as("after", &()))
+            let after: Value = rt::timeout(HANG, qmp.call("after", &()).decode())
                 .await
                 .expect("hung")
                 .expect("after");
             assert_eq!(after, json!({"answer_to": "after"}));
-            qmp.close().await;
+            qmp.close();
         });
         mock.join().expect("mock");
     }

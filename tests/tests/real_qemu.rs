@@ -48,9 +48,8 @@
 //!
 //! Missing QEMU binaries skip the tests (see `qmp_tests::qemu`).
 
-use qmp_proto::{
-    Capability, ConnectOptions, End, Error, ErrorClass, EventFilter, Notice, SendError,
-};
+use qmp_client::{ConnectOptions, Error};
+use qmp_proto::{Capability, End, ErrorClass, EventFilter, Notice, SendError};
 use qmp_tests::qemu::QemuProcess;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -175,7 +174,7 @@ qmp_tests::on_both_runtimes! {
     /// so the reply proves it belongs to this caller.
     async fn hmp_probe(qmp: &qmp::Qmp, token: &str) -> Result<(), String> {
         let out: String = qmp
-            .execute_as("human-monitor-command", &json!({ "command-line": token }))
+            .call("human-monitor-command", &json!({ "command-line": token })).decode()
             .await
             .map_err(|e| format!("probe {token}: {e}"))?;
         if out.contains(&format!("'{token}'")) {
@@ -207,7 +206,7 @@ qmp_tests::on_both_runtimes! {
                 );
                 assert!(!qmp.oob_enabled(), "OOB is off unless wanted");
 
-                let version: Value = qmp.execute_as("query-version", &()).await.unwrap();
+                let version: Value = qmp.call("query-version", &()).decode().await.unwrap();
                 assert_eq!(version["qemu"]["major"], greeting.version.qemu.major);
                 assert_eq!(version["qemu"]["minor"], greeting.version.qemu.minor);
                 assert_eq!(version["qemu"]["micro"], greeting.version.qemu.micro);
@@ -215,12 +214,12 @@ qmp_tests::on_both_runtimes! {
 
                 // Negotiation already happened: QEMU refuses a second one
                 // (before it, it would have refused every other command).
-                let again = qmp.execute_raw("qmp_capabilities", &()).await.unwrap_err();
+                let again = qmp.call("qmp_capabilities", &()).await.unwrap_err();
                 assert_eq!(again.qmp_class(), Some(&ErrorClass::CommandNotFound));
-                let commands: Vec<Value> = qmp.execute_as("query-commands", &()).await.unwrap();
+                let commands: Vec<Value> = qmp.call("query-commands", &()).decode().await.unwrap();
                 assert!(commands.iter().any(|c| c["name"] == "query-version"));
 
-                qmp.close().await;
+                qmp.close();
                 assert_eq!(qmp.end_reason(), Some(End::Local));
 
                 // The monitor is free again: this time OOB is wanted.
@@ -249,8 +248,8 @@ qmp_tests::on_both_runtimes! {
                     .await
                     .unwrap();
                 assert_eq!(qmp.oob_enabled(), want_oob);
-                let status: Value = qmp.execute_as("query-status", &()).await.unwrap();
-                let version: Value = qmp.execute_as("query-version", &()).await.unwrap();
+                let status: Value = qmp.call("query-status", &()).decode().await.unwrap();
+                let version: Value = qmp.call("query-version", &()).decode().await.unwrap();
                 let done = Arc::new(AtomicUsize::new(0));
                 let tasks: Vec<_> = (0..TASKS)
                     .map(|t| {
@@ -267,7 +266,7 @@ qmp_tests::on_both_runtimes! {
                                 match (t * PER_TASK + i) % 5 {
                                     0 => {
                                         let got: Value = qmp
-                                            .execute_as("query-status", &())
+                                            .call("query-status", &()).decode()
                                             .await
                                             .map_err(|e| e.to_string())?;
                                         if got != status {
@@ -276,7 +275,7 @@ qmp_tests::on_both_runtimes! {
                                     }
                                     1 => {
                                         let got: Value = qmp
-                                            .execute_as("query-version", &())
+                                            .call("query-version", &()).decode()
                                             .await
                                             .map_err(|e| e.to_string())?;
                                         if got != version {
@@ -285,7 +284,7 @@ qmp_tests::on_both_runtimes! {
                                     }
                                     2 => {
                                         let got: Value = qmp
-                                            .execute_as("query-name", &())
+                                            .call("query-name", &()).decode()
                                             .await
                                             .map_err(|e| e.to_string())?;
                                         if got["name"] != name.as_str() {
@@ -297,7 +296,7 @@ qmp_tests::on_both_runtimes! {
                                         // An error reply must also reach its own caller.
                                         let id = format!("absent-{t}-{i}");
                                         let reply = qmp
-                                            .execute_raw("device_del", &json!({ "id": id }))
+                                            .call("device_del", &json!({ "id": id }))
                                             .await;
                                         match &reply {
                                             Err(Error::Qmp(e))
@@ -321,7 +320,7 @@ qmp_tests::on_both_runtimes! {
                     task.await.expect("every reply reached its caller");
                 }
                 assert_eq!(done.load(Ordering::Relaxed), TASKS * PER_TASK);
-                qmp.close().await;
+                qmp.close();
             });
         }
     }
@@ -338,7 +337,7 @@ qmp_tests::on_both_runtimes! {
                 .unwrap();
             assert!(qmp.oob_enabled());
             // Our monitor's chardev, found by its socket path.
-            let devs = chardevs(&qmp.execute_as("query-chardev", &()).await.unwrap());
+            let devs = chardevs(&qmp.call("query-chardev", &()).decode().await.unwrap());
             let socket = qemu.socket().to_str().unwrap();
             let (label, _) = devs
                 .iter()
@@ -346,7 +345,7 @@ qmp_tests::on_both_runtimes! {
                 .expect("our monitor's chardev is listed");
             // query-yank is one of the few commands that allow OOB.
             let yank: Value = qmp
-                .execute_oob("query-yank", &())
+                .call("query-yank", &()).oob()
                 .await
                 .unwrap()
                 .decode()
@@ -360,7 +359,7 @@ qmp_tests::on_both_runtimes! {
             );
             // It really went out as exec-oob: QEMU refuses OOB for a command
             // that does not allow it.
-            let err = qmp.execute_oob("query-version", &()).await.unwrap_err();
+            let err = qmp.call("query-version", &()).oob().await.unwrap_err();
             let e = qmp_error(&err);
             assert_eq!(e.class, ErrorClass::GenericError);
             assert!(e.desc.contains("query-version"), "{e}");
@@ -370,7 +369,7 @@ qmp_tests::on_both_runtimes! {
                     let qmp = qmp.clone();
                     rt::spawn(async move {
                         if i % 2 == 0 {
-                            qmp.execute_oob("query-yank", &())
+                            qmp.call("query-yank", &()).oob()
                                 .await
                                 .map(drop)
                                 .map_err(|e| e.to_string())
@@ -383,21 +382,21 @@ qmp_tests::on_both_runtimes! {
             for call in calls {
                 call.await.unwrap();
             }
-            qmp.close().await;
+            qmp.close();
 
             let options = ConnectOptions::default().want_oob(false);
             let qmp = qmp::Qmp::connect_unix(qemu.socket(), options)
                 .await
                 .unwrap();
             assert!(!qmp.oob_enabled());
-            let err = qmp.execute_oob("query-yank", &()).await.unwrap_err();
+            let err = qmp.call("query-yank", &()).oob().await.unwrap_err();
             assert!(
                 matches!(err, Error::Rejected(SendError::OobNotNegotiated)),
                 "{err:?}"
             );
             assert_eq!(err.qmp_class(), None);
             // The same command in band still works.
-            let yank: Value = qmp.execute_as("query-yank", &()).await.unwrap();
+            let yank: Value = qmp.call("query-yank", &()).decode().await.unwrap();
             assert!(yank.is_array());
         });
     }
@@ -411,11 +410,11 @@ qmp_tests::on_both_runtimes! {
             let qmp = qmp::Qmp::connect_unix(qemu.socket(), ConnectOptions::default())
                 .await
                 .unwrap();
-            let status: Value = qmp.execute_as("query-status", &()).await.unwrap();
+            let status: Value = qmp.call("query-status", &()).decode().await.unwrap();
             assert_eq!(status["running"], true);
 
             let cursor = qmp.cursor();
-            qmp.execute_raw("stop", &()).await.unwrap();
+            qmp.call("stop", &()).await.unwrap();
             // QEMU sends STOP before the reply: a wait that began now without
             // a cursor would have missed it.
             assert_eq!(qmp.find_events(cursor, &EventFilter::name("STOP")).len(), 1);
@@ -424,12 +423,12 @@ qmp_tests::on_both_runtimes! {
                 .await
                 .unwrap();
             assert!(stop.sequence >= cursor.sequence());
-            let status: Value = qmp.execute_as("query-status", &()).await.unwrap();
+            let status: Value = qmp.call("query-status", &()).decode().await.unwrap();
             assert_eq!(status["running"], false);
 
             let cursor = qmp.cursor();
             assert!(cursor >= stop.next_cursor());
-            qmp.execute_raw("cont", &()).await.unwrap();
+            qmp.call("cont", &()).await.unwrap();
             let resume = qmp
                 .wait_for_event(cursor, EventFilter::name("RESUME"), STEP)
                 .await
@@ -446,7 +445,7 @@ qmp_tests::on_both_runtimes! {
                 .await
                 .unwrap_err();
             assert!(matches!(err, Error::Timeout), "{err:?}");
-            let status: Value = qmp.execute_as("query-status", &()).await.unwrap();
+            let status: Value = qmp.call("query-status", &()).decode().await.unwrap();
             assert_eq!(status["running"], true);
         });
     }
@@ -470,10 +469,7 @@ qmp_tests::on_both_runtimes! {
                 let qmp = qmp.clone();
                 async move {
                     let cursor = qmp.cursor();
-                    qmp.execute_raw(
-                        "blockdev-create",
-                        &json!({ "job-id": job, "options": options }),
-                    )
+                    qmp.call("blockdev-create", &json!({ "job-id": job, "options": options }))
                     .await
                     .unwrap();
                     let concluded = qmp
@@ -496,18 +492,18 @@ qmp_tests::on_both_runtimes! {
                         "{statuses:?}"
                     );
                     assert!(statuses.iter().any(|s| s == "running"), "{statuses:?}");
-                    let jobs: Vec<Value> = qmp.execute_as("query-jobs", &()).await.unwrap();
+                    let jobs: Vec<Value> = qmp.call("query-jobs", &()).decode().await.unwrap();
                     let listed = jobs.iter().find(|j| j["id"] == job).expect("job listed");
                     assert_eq!(listed["status"], "concluded");
 
                     let cursor = concluded.next_cursor();
-                    qmp.execute_raw("job-dismiss", &json!({ "id": job }))
+                    qmp.call("job-dismiss", &json!({ "id": job }))
                         .await
                         .unwrap();
                     qmp.wait_for_event(cursor, job_reaches(job, "null"), STEP)
                         .await
                         .unwrap();
-                    let jobs: Vec<Value> = qmp.execute_as("query-jobs", &()).await.unwrap();
+                    let jobs: Vec<Value> = qmp.call("query-jobs", &()).decode().await.unwrap();
                     assert!(jobs.iter().all(|j| j["id"] != job), "{jobs:?}");
                 }
             };
@@ -517,10 +513,7 @@ qmp_tests::on_both_runtimes! {
                 json!({ "driver": "file", "filename": image_text, "size": 0 }),
             )
             .await;
-            qmp.execute_raw(
-                "blockdev-add",
-                &json!({ "driver": "file", "node-name": "file0", "filename": image_text }),
-            )
+            qmp.call("blockdev-add", &json!({ "driver": "file", "node-name": "file0", "filename": image_text }))
             .await
             .unwrap();
             create(
@@ -532,14 +525,11 @@ qmp_tests::on_both_runtimes! {
             // The image is a real qcow2 of the asked size.
             let magic = std::fs::read(&image).unwrap();
             assert_eq!(&magic[..4], b"QFI\xfb");
-            qmp.execute_raw(
-                "blockdev-add",
-                &json!({ "driver": "qcow2", "node-name": "disk0", "file": "file0" }),
-            )
+            qmp.call("blockdev-add", &json!({ "driver": "qcow2", "node-name": "disk0", "file": "file0" }))
             .await
             .unwrap();
             let nodes: Vec<Value> = qmp
-                .execute_as("query-named-block-nodes", &json!({ "flat": true }))
+                .call("query-named-block-nodes", &json!({ "flat": true })).decode()
                 .await
                 .unwrap();
             let disk = nodes
@@ -562,7 +552,7 @@ qmp_tests::on_both_runtimes! {
                 .unwrap();
             let id = format!("missing-{}", std::process::id());
             let err = qmp
-                .execute_raw("device_del", &json!({ "id": id }))
+                .call("device_del", &json!({ "id": id }))
                 .await
                 .unwrap_err();
             assert_eq!(err.qmp_class(), Some(&ErrorClass::DeviceNotFound));
@@ -570,12 +560,12 @@ qmp_tests::on_both_runtimes! {
             assert!(!err.is_socket_closed() && !err.is_socket_not_available());
 
             let name = format!("no-such-command-{}", std::process::id());
-            let err = qmp.execute_raw(&name, &()).await.unwrap_err();
+            let err = qmp.call(&name, &()).await.unwrap_err();
             assert_eq!(err.qmp_class(), Some(&ErrorClass::CommandNotFound));
             assert!(qmp_error(&err).desc.contains(&name), "{err}");
 
             // The connection goes on after errors.
-            let status: Value = qmp.execute_as("query-status", &()).await.unwrap();
+            let status: Value = qmp.call("query-status", &()).decode().await.unwrap();
             assert!(status["status"].is_string());
         });
         let Some(daemon) = QemuProcess::storage_daemon(&[]) else {
@@ -588,16 +578,13 @@ qmp_tests::on_both_runtimes! {
             let missing = daemon.dir().join("absent").join("disk.raw");
             let missing = missing.to_str().unwrap();
             let err = qmp
-                .execute_raw(
-                    "blockdev-add",
-                    &json!({ "driver": "file", "node-name": "bad", "filename": missing }),
-                )
+                .call("blockdev-add", &json!({ "driver": "file", "node-name": "bad", "filename": missing }))
                 .await
                 .unwrap_err();
             assert_eq!(err.qmp_class(), Some(&ErrorClass::GenericError));
             assert!(qmp_error(&err).desc.contains(missing), "{err}");
             let nodes: Vec<Value> = qmp
-                .execute_as("query-named-block-nodes", &())
+                .call("query-named-block-nodes", &()).decode()
                 .await
                 .unwrap();
             assert!(nodes.iter().all(|n| n["node-name"] != "bad"));
@@ -614,7 +601,7 @@ qmp_tests::on_both_runtimes! {
                 .await
                 .unwrap();
             // Without a descriptor QEMU refuses: the one below really travels.
-            let err = qmp.execute_raw("add-fd", &()).await.unwrap_err();
+            let err = qmp.call("add-fd", &()).await.unwrap_err();
             assert_eq!(err.qmp_class(), Some(&ErrorClass::GenericError));
 
             // Many add-fd at once: each command's descriptor must arrive
@@ -626,11 +613,7 @@ qmp_tests::on_both_runtimes! {
                     let qmp = qmp.clone();
                     rt::spawn(async move {
                         let added = qmp
-                            .execute_with_fds(
-                                "add-fd",
-                                &json!({ "opaque": format!("opaque-{i}") }),
-                                vec![fd],
-                            )
+                            .call("add-fd", &json!({ "opaque": format!("opaque-{i}") })).fds(vec![fd])
                             .await?
                             .decode::<Value>()?;
                         Ok::<_, Error>((path, added))
@@ -641,7 +624,7 @@ qmp_tests::on_both_runtimes! {
             for call in calls {
                 added.push(call.await.expect("add-fd"));
             }
-            let fdsets: Vec<Value> = qmp.execute_as("query-fdsets", &()).await.unwrap();
+            let fdsets: Vec<Value> = qmp.call("query-fdsets", &()).decode().await.unwrap();
             for (i, (path, reply)) in added.iter().enumerate() {
                 let fdset = fdsets
                     .iter()
@@ -661,10 +644,10 @@ qmp_tests::on_both_runtimes! {
                 );
             }
             let first_set = &added[0].1["fdset-id"];
-            qmp.execute_raw("remove-fd", &json!({ "fdset-id": first_set }))
+            qmp.call("remove-fd", &json!({ "fdset-id": first_set }))
                 .await
                 .unwrap();
-            let fdsets: Vec<Value> = qmp.execute_as("query-fdsets", &()).await.unwrap();
+            let fdsets: Vec<Value> = qmp.call("query-fdsets", &()).decode().await.unwrap();
             assert!(
                 fdsets.iter().all(|s| &s["fdset-id"] != first_set),
                 "{fdsets:?}"
@@ -673,14 +656,14 @@ qmp_tests::on_both_runtimes! {
             // getfd names a descriptor; closefd closes it, once.
             let name = format!("named-{}", std::process::id());
             let (_, fd) = open_new_file(qemu.dir(), "named");
-            qmp.execute_with_fds("getfd", &json!({ "fdname": name }), vec![fd])
+            qmp.call("getfd", &json!({ "fdname": name })).fds(vec![fd])
                 .await
                 .unwrap();
-            qmp.execute_raw("closefd", &json!({ "fdname": name }))
+            qmp.call("closefd", &json!({ "fdname": name }))
                 .await
                 .unwrap();
             let err = qmp
-                .execute_raw("closefd", &json!({ "fdname": name }))
+                .call("closefd", &json!({ "fdname": name }))
                 .await
                 .unwrap_err();
             assert_eq!(err.qmp_class(), Some(&ErrorClass::GenericError));
@@ -717,13 +700,13 @@ qmp_tests::on_both_runtimes! {
 
             // The first client is unaffected; once it leaves, the monitor
             // takes a new client.
-            first.execute_raw("query-status", &()).await.unwrap();
-            first.close().await;
+            first.call("query-status", &()).await.unwrap();
+            first.close();
             drop(first);
             let third = qmp::Qmp::connect_unix(qemu.socket(), ConnectOptions::default())
                 .await
                 .unwrap();
-            third.execute_raw("query-status", &()).await.unwrap();
+            third.call("query-status", &()).await.unwrap();
         });
     }
 
@@ -740,7 +723,7 @@ qmp_tests::on_both_runtimes! {
             qemu.pause();
             // Polled by this test's own thread (not a spawned task), so the
             // time measured below is the adapter's, not a busy executor's.
-            let mut pending = std::pin::pin!(qmp.execute_raw("query-status", &()));
+            let mut pending = std::pin::pin!(std::future::IntoFuture::into_future(qmp.call("query-status", &())));
             let mut waiting =
                 std::pin::pin!(qmp.wait_for_event(qmp.cursor(), EventFilter::name("STOP"), STEP));
             // A frozen QEMU answers nothing: the call is really pending.
@@ -766,7 +749,7 @@ qmp_tests::on_both_runtimes! {
             assert_eq!(events.next().await, None, "the subscription ends");
             assert_eq!(events.end_reason(), Some(End::PeerClosed));
             assert_eq!(qmp.end_reason(), Some(End::PeerClosed));
-            let err = qmp.execute_raw("query-status", &()).await.unwrap_err();
+            let err = qmp.call("query-status", &()).await.unwrap_err();
             assert!(err.is_socket_closed(), "{err:?}");
         });
     }
@@ -789,20 +772,14 @@ qmp_tests::on_both_runtimes! {
             // wire, the rest wait in the local queue and must never be sent.
             let dropped = 3 * window + 5;
             for i in 0..dropped {
-                let done = poll_once_then_drop(
-                    qmp.execute_raw("object-add", &add(format!("dropped-{i}"))),
-                )
+                let done = poll_once_then_drop(std::future::IntoFuture::into_future(qmp.call("object-add", &add(format!("dropped-{i}"))),))
                 .await;
                 assert!(!done, "a frozen QEMU answered");
             }
             // Timed out while queued.
             for i in 0..5 {
                 let err = qmp
-                    .execute_timeout(
-                        "object-add",
-                        &add(format!("timed-out-{i}")),
-                        Duration::from_millis(5),
-                    )
+                    .call("object-add", &add(format!("timed-out-{i}"))).timeout(Duration::from_millis(5))
                     .await
                     .unwrap_err();
                 assert!(matches!(err, Error::Timeout), "{err:?}");
@@ -820,7 +797,7 @@ qmp_tests::on_both_runtimes! {
                     rt::spawn(async move {
                         let _alive = gone_tx;
                         let arguments = add(format!("aborted-{i}"));
-                        let call = qmp.execute_raw("object-add", &arguments);
+                        let call = qmp.call("object-add", &arguments);
                         started_tx.try_send(()).ok();
                         call.await
                     })
@@ -847,7 +824,7 @@ qmp_tests::on_both_runtimes! {
                 probe.await.unwrap();
             }
             let objects: Vec<Value> = qmp
-                .execute_as("qom-list", &json!({ "path": "/objects" }))
+                .call("qom-list", &json!({ "path": "/objects" })).decode()
                 .await
                 .unwrap();
             let created: Vec<&str> = objects
@@ -863,7 +840,7 @@ qmp_tests::on_both_runtimes! {
             // Those on the wire did run: they had been written before the
             // callers went away.
             assert_eq!(created.len(), window, "{created:?}");
-            let status: Value = qmp.execute_as("query-status", &()).await.unwrap();
+            let status: Value = qmp.call("query-status", &()).decode().await.unwrap();
             assert_eq!(status["running"], true);
         });
     }
@@ -916,7 +893,7 @@ qmp_tests::on_both_runtimes! {
                 })
             };
             let began = Instant::now();
-            qmp.execute_raw("cont", &()).await.unwrap();
+            qmp.call("cont", &()).await.unwrap();
             let panicked = match rt::timeout(Duration::from_secs(90), panics.next()).await {
                 Ok(Some(Notice::Event(panicked))) => panicked,
                 other => panic!("expected GUEST_PANICKED, got {other:?}"),
@@ -955,7 +932,7 @@ qmp_tests::on_both_runtimes! {
             }
             // The next event reaches it after the count of what it missed.
             let before_stop = qmp.cursor();
-            qmp.execute_raw("stop", &()).await.unwrap();
+            qmp.call("stop", &()).await.unwrap();
             let missed = before_stop.sequence() - start.sequence() - CAPACITY as u64;
             assert!(missed > 0);
             assert_eq!(silent.next().await, Some(Notice::Lagged(missed)));
@@ -980,7 +957,7 @@ qmp_tests::on_both_runtimes! {
                 .await
                 .unwrap();
             // QEMU picked the TCP port; its chardev says which.
-            let devs = chardevs(&unix.execute_as("query-chardev", &()).await.unwrap());
+            let devs = chardevs(&unix.call("query-chardev", &()).decode().await.unwrap());
             let port: u16 = devs
                 .iter()
                 .find_map(|(_, file)| file.split("tcp:127.0.0.1:").nth(1))
@@ -992,19 +969,19 @@ qmp_tests::on_both_runtimes! {
                 .await
                 .unwrap();
             assert_eq!(tcp.greeting(), unix.greeting());
-            let version: Value = tcp.execute_as("query-version", &()).await.unwrap();
+            let version: Value = tcp.call("query-version", &()).decode().await.unwrap();
             assert_eq!(version["package"], tcp.greeting().version.package.as_str());
             // Both monitors at once, each with its own answers.
             hmp_probe(&tcp, "over-tcp").await.unwrap();
             hmp_probe(&unix, "over-unix").await.unwrap();
             let (_, fd) = open_new_file(qemu.dir(), "no-fds-over-tcp");
             let err = tcp
-                .execute_with_fds("getfd", &json!({ "fdname": "x" }), vec![fd])
+                .call("getfd", &json!({ "fdname": "x" })).fds(vec![fd])
                 .await
                 .unwrap_err();
             assert!(matches!(err, Error::FdPassingUnsupported), "{err:?}");
-            tcp.close().await;
-            unix.close().await;
+            tcp.close();
+            unix.close();
 
             // A stream connected by someone else, fds included.
             let stream = std::os::unix::net::UnixStream::connect(qemu.socket()).unwrap();
@@ -1014,11 +991,11 @@ qmp_tests::on_both_runtimes! {
             hmp_probe(&inherited, "over-inherited").await.unwrap();
             let (_, fd) = open_new_file(qemu.dir(), "inherited");
             inherited
-                .execute_with_fds("getfd", &json!({ "fdname": "inherited" }), vec![fd])
+                .call("getfd", &json!({ "fdname": "inherited" })).fds(vec![fd])
                 .await
                 .unwrap();
             inherited
-                .execute_raw("closefd", &json!({ "fdname": "inherited" }))
+                .call("closefd", &json!({ "fdname": "inherited" }))
                 .await
                 .unwrap();
         });
@@ -1067,10 +1044,10 @@ qmp_tests::on_both_runtimes! {
                 .await
                 .unwrap();
             let mut events = qmp.subscribe(EventFilter::all());
-            qmp.execute_raw("quit", &()).await.unwrap();
+            qmp.call("quit", &()).await.unwrap();
             while events.next().await.is_some() {}
             assert_eq!(qmp.end_reason(), Some(End::PeerClosed));
-            let err = qmp.execute_raw("query-status", &()).await.unwrap_err();
+            let err = qmp.call("query-status", &()).await.unwrap_err();
             assert!(
                 err.is_socket_closed() && !err.is_socket_not_available(),
                 "{err:?}"

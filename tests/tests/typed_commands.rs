@@ -76,7 +76,7 @@ qmp_tests::on_both_runtimes! {
                 },
                 other => panic!("{other:?}"),
             }
-            assert_eq!(class(qmp.execute_raw("no-such-command", &()).await), ErrorClass::CommandNotFound);
+            assert_eq!(class(qmp.call("no-such-command", &()).await), ErrorClass::CommandNotFound);
 
             // The schema is fetched once and kept.
             let schema = qmp.schema().await.unwrap();
@@ -176,13 +176,13 @@ qmp_tests::on_both_runtimes! {
         rt::block_on(async {
             let qmp = connect(&qemu).await;
             let cursor = qmp.cursor();
-            qmp.execute_raw("blockdev-open-tray", &serde_json::json!({"id": "cd0"})).await.unwrap();
+            qmp.call("blockdev-open-tray", &serde_json::json!({"id": "cd0"})).await.unwrap();
             let opened = DeviceTrayMoved::for_device("cd0", TrayState::Open);
             let open = qmp.wait_for(cursor, &opened, WAIT).await.unwrap();
             assert!(open.data.tray_open);
             assert_eq!(open.data.id, "cd0");
 
-            qmp.execute_raw("blockdev-close-tray", &serde_json::json!({"id": "cd0"})).await.unwrap();
+            qmp.call("blockdev-close-tray", &serde_json::json!({"id": "cd0"})).await.unwrap();
             let closed = DeviceTrayMoved::for_device("cd0", TrayState::Closed);
             let close = qmp.wait_for(cursor, &closed, WAIT).await.unwrap();
             assert!(!close.data.tray_open);
@@ -204,13 +204,13 @@ qmp_tests::on_both_runtimes! {
                 let file = std::fs::File::create(qemu.dir().join(name)).unwrap();
                 std::os::fd::OwnedFd::from(file)
             };
-            qmp.execute_with_fd(&Getfd::new("fd0"), file("a")).await.unwrap();
+            qmp.execute(&Getfd::new("fd0")).fd(file("a")).await.unwrap();
             qmp.execute(&Closefd::new("fd0")).await.unwrap();
             let twice = qmp.execute(&Closefd::new("fd0")).await;
             assert_eq!(class(twice), ErrorClass::GenericError);
 
             let add = AddFd { fdset_id: None, opaque: Some("note".into()) };
-            let added = qmp.execute_with_fd(&add, file("b")).await.unwrap();
+            let added = qmp.execute(&add).fd(file("b")).await.unwrap();
             let sets = qmp.execute(&QueryFdsets).await.unwrap();
             let set = sets.iter().find(|s| s.fdset_id == added.fdset_id).unwrap();
             assert_eq!(set.fds, [FdsetFdInfo { fd: added.fd, opaque: Some("note".into()) }]);

@@ -135,7 +135,7 @@ qmp_tests::on_both_runtimes! {
             let status = qmp.execute(&QueryStatus).await.unwrap();
             assert_eq!(status.status, RunState::Unknown("frozen".into()));
             assert!(qmp.end_reason().is_none());
-            qmp.close().await;
+            qmp.close();
         });
         mock.join().unwrap();
     }

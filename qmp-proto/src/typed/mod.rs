@@ -77,7 +77,6 @@
 //! assert_eq!(state.unwrap().status, RunState::Paused);
 //! ```
 
-mod adapter;
 pub(crate) mod open_enum;
 
 pub mod commands;

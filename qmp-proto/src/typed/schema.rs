@@ -255,26 +255,3 @@ impl From<Vec<SchemaInfo>> for Schema {
         Schema::new(entries)
     }
 }
-
-/// A connection's schema, fetched at most once and shared (needs `std`).
-/// The adapters keep one per connection; a concurrent first fetch may run
-/// twice, and the first result stored wins.
-#[cfg(feature = "std")]
-#[derive(Debug, Default)]
-pub struct SchemaCache(std::sync::OnceLock<alloc::sync::Arc<Schema>>);
-
-#[cfg(feature = "std")]
-impl SchemaCache {
-    /// The schema, if it was fetched.
-    pub fn get(&self) -> Option<alloc::sync::Arc<Schema>> {
-        self.0.get().cloned()
-    }
-
-    /// Stores the fetched schema entries (unless a schema is stored
-    /// already) and returns the stored schema.
-    pub fn insert(&self, entries: Vec<SchemaInfo>) -> alloc::sync::Arc<Schema> {
-        self.0
-            .get_or_init(|| alloc::sync::Arc::new(Schema::new(entries)))
-            .clone()
-    }
-}

@@ -246,7 +246,8 @@ async fn start_mock() -> Result<(Peer, Qmp, std::path::PathBuf), DemoError> {
 
 /// One command with JSON arguments, its failure named after the command.
 async fn call(qmp: &Qmp, name: &'static str, arguments: Value) -> Result<Value, DemoError> {
-    qmp.execute_as(name, &arguments)
+    qmp.call(name, &arguments)
+        .decode()
         .await
         .map_err(|e| DemoError::Qmp(name, e))
 }

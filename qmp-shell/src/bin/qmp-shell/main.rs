@@ -87,7 +87,7 @@ async fn run(options: Options) -> u8 {
     }
     let connected = match &options.target {
         Target::Unix(path) => Qmp::connect_unix(path, connect).await,
-        Target::Tcp(address) => Qmp::connect_tcp(address.as_str(), connect).await,
+        Target::Tcp(address) => Qmp::connect_tcp(address.clone(), connect).await,
     };
     let qmp = match connected {
         Ok(qmp) => qmp,
@@ -172,7 +172,7 @@ async fn run(options: Options) -> u8 {
         // The editor is not reading: it waits for the reply to `quit`.
         Ending::Quit => {}
     }
-    shell.qmp.close().await;
+    shell.qmp.close();
     match ending {
         Ending::Signal => 130,
         Ending::Closed(_) | Ending::InputFailed => 1,
@@ -323,9 +323,9 @@ impl Shell {
         let qmp = self.qmp.clone();
         let reply = async {
             if call.oob {
-                qmp.execute_oob(&call.name, &call.arguments).await
+                qmp.call(&call.name, &call.arguments).oob().await
             } else {
-                qmp.execute_raw(&call.name, &call.arguments).await
+                qmp.call(&call.name, &call.arguments).await
             }
         };
         tokio::pin!(reply);
@@ -419,12 +419,14 @@ impl Shell {
         let names = if self.options.hmp {
             let help = Json::Object(vec![("command-line".into(), Json::String("help".into()))]);
             self.qmp
-                .execute_timeout("human-monitor-command", &help, Duration::from_secs(10))
+                .call("human-monitor-command", &help)
+                .timeout(Duration::from_secs(10))
                 .await
                 .map(|raw| input::hmp_command_names(&render::hmp_text(&raw)))
         } else {
             self.qmp
-                .execute_timeout("query-commands", &(), Duration::from_secs(10))
+                .call("query-commands", &())
+                .timeout(Duration::from_secs(10))
                 .await
                 .and_then(|raw| Ok(raw.decode::<Vec<Command>>()?))
                 .map(|commands| commands.into_iter().map(|c| c.name).collect())

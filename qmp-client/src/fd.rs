@@ -1,10 +1,10 @@
 //! Sending file descriptors with bytes over a Unix socket (SCM_RIGHTS), as
 //! QEMU's `getfd` and `add-fd` commands need.
 //!
-//! This is the one piece of I/O that `qmp-tokio` and `qmp-smol` share: it
-//! needs no runtime (the socket is non-blocking, and each adapter waits for
-//! room in its own way), and it cannot live in `qmp-proto`, which does no
-//! I/O. The system call is rustix's, so there is no unsafe code here.
+//! It needs no runtime (the socket is non-blocking; the engine waits for
+//! room through the [`Runtime`](crate::Runtime)), so it is public for
+//! programs that drive `qmp_proto` over their own event loop too. The
+//! system call is rustix's, so there is no unsafe code here.
 //!
 //! ```
 //! use std::io::Read;
@@ -13,15 +13,12 @@
 //!
 //! let (ours, mut theirs) = UnixStream::pair()?;
 //! let file = OwnedFd::from(std::fs::File::open("/dev/null")?);
-//! let sent = qmp_fd::send_with_fds(&ours, b"{\"execute\": \"getfd\"}", &[file])?;
+//! let sent = qmp_client::fd::send_with_fds(&ours, b"{\"execute\": \"getfd\"}", &[file])?;
 //! assert_eq!(sent, 20);
 //! let mut bytes = [0; 20];
 //! theirs.read_exact(&mut bytes)?;
 //! # Ok::<(), std::io::Error>(())
 //! ```
-#![forbid(unsafe_code)]
-#![deny(missing_docs)]
-
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;

@@ -1,8 +1,7 @@
 //! Settings of a connection driven by an adapter (`qmp-tokio`, `qmp-smol`).
 
-use crate::client::ClientConfig;
-use crate::router::RouterConfig;
-use core::time::Duration;
+use qmp_proto::{ClientConfig, RouterConfig};
+use std::time::Duration;
 
 /// How an adapter connects and what it keeps. The same for every runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]

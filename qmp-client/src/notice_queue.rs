@@ -7,7 +7,7 @@
 //! empty to non-empty. Notices in the local batch still count as unread,
 //! so at most `capacity` are ever held.
 
-use crate::router::{Notice, Offer};
+use qmp_proto::router::{Notice, Offer};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -105,7 +105,7 @@ impl NoticeSink {
     }
 }
 
-impl crate::router::Subscriber for NoticeSink {
+impl qmp_proto::router::Subscriber for NoticeSink {
     fn offer(&mut self, notice: Notice) -> Offer {
         NoticeSink::offer(self, notice)
     }
@@ -187,7 +187,7 @@ impl core::fmt::Debug for NoticeSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::Notice;
+    use qmp_proto::router::Notice;
     use std::task::Waker;
 
     fn poll(source: &mut NoticeSource) -> Poll<Option<Notice>> {

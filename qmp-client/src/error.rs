@@ -1,10 +1,7 @@
 //! The error of a connection driven over a real transport (needs `std`):
 //! what the adapters' calls return.
 
-use crate::error::End;
-use crate::error::SendError;
-use crate::message::{ErrorClass, QmpError};
-use crate::router::Failure;
+use qmp_proto::{End, ErrorClass, Failure, QmpError, SendError};
 use std::io;
 use std::sync::Arc;
 

@@ -1,0 +1,113 @@
+//! Dialing QMP sockets without blocking an executor: non-blocking
+//! `connect` registered with the runtime; what can only block (a name
+//! lookup, a Unix listener whose backlog is full) on a short-lived thread
+//! of its own.
+
+use crate::answer::answer;
+use crate::runtime::{Direction, Runtime, Socket};
+use qmp_proto::router::Waiter;
+use rustix::io::Errno;
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use std::future::poll_fn;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+const FLAGS: SocketFlags = SocketFlags::NONBLOCK.union(SocketFlags::CLOEXEC);
+
+/// Connects to the Unix socket at `path`. A Unix socket connects at once
+/// unless its listener's backlog is full (or the path is too long for a
+/// socket address): then a thread connects the usual, blocking way.
+pub(crate) async fn unix<R: Runtime>(runtime: &R, path: &Path) -> io::Result<R::Socket> {
+    let at_once = SocketAddrUnix::new(path).and_then(|address| {
+        let socket =
+            rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, FLAGS, None)?;
+        rustix::net::connect(&socket, &address).map(|()| socket)
+    });
+    let socket = match at_once {
+        Ok(socket) => socket,
+        Err(Errno::AGAIN | Errno::NAMETOOLONG) => {
+            let path = path.to_owned();
+            let stream = on_a_thread(move || UnixStream::connect(path)).await?;
+            stream.set_nonblocking(true)?;
+            OwnedFd::from(stream)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    runtime.register(socket)
+}
+
+/// Takes over a connected Unix stream.
+pub(crate) fn adopt<R: Runtime>(runtime: &R, stream: UnixStream) -> io::Result<R::Socket> {
+    stream.set_nonblocking(true)?;
+    runtime.register(OwnedFd::from(stream))
+}
+
+/// Connects over TCP to the first address of `addr` that answers, with
+/// Nagle's algorithm off. The name lookup runs on a thread of its own.
+pub(crate) async fn tcp<R: Runtime>(
+    runtime: &R,
+    addr: impl ToSocketAddrs + Send + 'static,
+) -> io::Result<R::Socket> {
+    let candidates: Vec<SocketAddr> =
+        on_a_thread(move || addr.to_socket_addrs().map(Iterator::collect)).await?;
+    let mut last = None;
+    for candidate in candidates {
+        match tcp_to(runtime, candidate).await {
+            Ok(socket) => return Ok(socket),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    }))
+}
+
+async fn tcp_to<R: Runtime>(runtime: &R, address: SocketAddr) -> io::Result<R::Socket> {
+    let family = match address {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, FLAGS, None)?;
+    rustix::net::sockopt::set_tcp_nodelay(&fd, true)?;
+    let in_progress = match rustix::net::connect(&fd, &address) {
+        Ok(()) => false,
+        Err(Errno::INPROGRESS | Errno::AGAIN) => true,
+        Err(e) => return Err(e.into()),
+    };
+    let socket = runtime.register(fd)?;
+    if in_progress {
+        // Writable once connected, or failed: the socket's error says.
+        poll_fn(|cx| {
+            socket.poll_io(cx, Direction::Write, &mut |fd| {
+                rustix::net::sockopt::socket_error(fd)??;
+                match rustix::net::getpeername(fd) {
+                    Ok(_) => Ok(0),
+                    Err(Errno::NOTCONN) => Err(io::ErrorKind::WouldBlock.into()),
+                    Err(e) => Err(e.into()),
+                }
+            })
+        })
+        .await?;
+    }
+    Ok(socket)
+}
+
+/// Runs `work`, which blocks, on a short-lived thread, and waits for it
+/// without blocking.
+async fn on_a_thread<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let (done, outcome) = answer();
+    std::thread::Builder::new()
+        .name("qmp-dial".into())
+        .spawn(move || done.deliver(work()))?;
+    poll_fn(|cx| outcome.poll_take(cx))
+        .await
+        .unwrap_or_else(|_| Err(io::Error::other("the dialing thread failed")))
+}

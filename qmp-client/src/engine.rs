@@ -1,0 +1,509 @@
+//! The connection's engine: the router and the socket behind one lock, and
+//! the futures that wait on them.
+//!
+//! Nothing runs in the background. Every future that waits on the
+//! connection (a call, an event wait, a subscription, a connect) is a
+//! *waiter*: it looks for its result and, if it has none, registers with
+//! [`Readiness`]. The oldest [`READERS`] waiters also work the socket while
+//! they wait: they write what is unsent and read what has come, routing it
+//! to whoever it answers, then sleep until the socket is readable (or
+//! writable) again. So a lone caller reads its own reply, woken by the
+//! reactor directly, as a hand-written client would; and a connection with
+//! nobody waiting costs nothing at all: not a task, not a thread, not a
+//! timer.
+//!
+//! Every system call is non-blocking and made under the lock together with
+//! the routing of what it read or wrote, never across an await, so a
+//! future dropped at any await point leaves nothing half done, and bytes
+//! reach the router (and the wire) in order whoever moves them.
+
+use crate::answer::{wake_later, Answering, WakeOnRelease};
+use crate::notice_queue::NoticeSink;
+use crate::runtime::{Direction, Runtime, Socket};
+use bytes::Bytes;
+use qmp_proto::router::Delivery;
+use qmp_proto::{Client, Failure, RawJson, Router, Sequenced};
+use std::collections::BTreeMap;
+use std::future::poll_fn;
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+
+/// How many of the oldest waiters work the socket. More than one, so that
+/// a waiter whose task is slow to run (or whose future is polled late)
+/// does not hold up the others alone.
+pub(crate) const READERS: usize = 2;
+
+/// The most read from the socket in one system call.
+const READ_SIZE: usize = 64 * 1024;
+
+/// The most reads in a row by one waiter before it lets its task go on:
+/// the socket, still readable, is read again at the next poll.
+const READS_AT_ONCE: usize = 16;
+
+/// Oneshots for calls and waits, bounded notice queues for subscribers.
+pub(crate) struct Waiters;
+
+impl Delivery for Waiters {
+    type Call = Answering<Result<RawJson, Failure>>;
+    type Wait = Answering<Result<Sequenced, Failure>>;
+    type Subscriber = NoticeSink;
+}
+
+/// What the lock guards.
+pub(crate) struct State<R: Runtime> {
+    pub(crate) router: Router<Waiters>,
+    /// Descriptors that go out with the next byte written.
+    pub(crate) fds: Vec<OwnedFd>,
+    /// The socket, until the connection has ended and what the socket took
+    /// at once of the rest is written.
+    socket: Option<R::Socket>,
+    /// Bytes taken from the router and not written yet (the socket was
+    /// full); written before any newer ones.
+    unsent: Option<Bytes>,
+    /// Where reads land: empty, with room for [`READ_SIZE`] bytes.
+    buffer: Vec<u8>,
+    /// The socket is registered to wake [`Readiness`] when readable: the
+    /// last read attempt found nothing.
+    armed: bool,
+    /// Calls waiting for room in the client's queue, and for the turn to
+    /// pass descriptors, in order.
+    pub(crate) room: Line,
+    pub(crate) fd_turn: Line,
+    /// Holders of the descriptor turn (0 or 1).
+    pub(crate) fd_turn_held: bool,
+}
+
+/// A first-come, first-served line of tickets, with the waker of each: a
+/// waiter's turn comes when its ticket is the first.
+#[derive(Default)]
+pub(crate) struct Line {
+    last: u64,
+    waiting: BTreeMap<u64, Waker>,
+}
+
+impl Line {
+    /// Joins the line with a new ticket, or updates the waker of `ticket`.
+    pub(crate) fn wait(&mut self, ticket: &mut Option<u64>, waker: &Waker) {
+        let ticket = *ticket.get_or_insert_with(|| {
+            self.last += 1;
+            self.last
+        });
+        match self.waiting.get_mut(&ticket) {
+            Some(known) => known.clone_from(waker),
+            None => {
+                self.waiting.insert(ticket, waker.clone());
+            }
+        }
+    }
+
+    /// Whether `ticket` is first, or nobody waits.
+    pub(crate) fn is_next(&self, ticket: Option<u64>) -> bool {
+        match self.waiting.keys().next() {
+            None => true,
+            Some(first) => ticket == Some(*first),
+        }
+    }
+
+    /// Leaves the line.
+    pub(crate) fn leave(&mut self, ticket: &mut Option<u64>) {
+        if let Some(ticket) = ticket.take() {
+            self.waiting.remove(&ticket);
+        }
+    }
+
+    /// Wakes the first in line (its turn may have come).
+    pub(crate) fn wake_first(&self) {
+        if let Some(first) = self.waiting.values().next() {
+            wake_later(first.clone());
+        }
+    }
+}
+
+/// The waiters, in the order they started waiting, with their wakers; and
+/// the waker the socket's readiness is registered with, which wakes the
+/// [`READERS`] oldest.
+pub(crate) struct Readiness {
+    waiters: Mutex<Waiting>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    last: u64,
+    wakers: BTreeMap<u64, Waker>,
+}
+
+impl Readiness {
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers (or updates) the waiter numbered `id` (numbered now if it
+    /// has no number yet); returns whether it is one of the readers.
+    fn register(&self, id: &mut Option<u64>, waker: &Waker) -> bool {
+        let mut waiting = self.lock();
+        let id = *id.get_or_insert_with(|| {
+            waiting.last += 1;
+            waiting.last
+        });
+        match waiting.wakers.get_mut(&id) {
+            Some(known) if known.will_wake(waker) => {}
+            Some(known) => known.clone_from(waker),
+            None => {
+                waiting.wakers.insert(id, waker.clone());
+            }
+        }
+        waiting
+            .wakers
+            .keys()
+            .take(READERS)
+            .any(|&reader| reader == id)
+    }
+
+    /// The waiter numbered `id` stops waiting. If it was a reader, the
+    /// waiter that takes its place is woken: the readiness it was woken
+    /// for may be spent.
+    fn remove(&self, id: u64) {
+        let mut waiting = self.lock();
+        let was_reader = waiting.wakers.keys().take(READERS).any(|&r| r == id);
+        if waiting.wakers.remove(&id).is_none() || !was_reader {
+            return;
+        }
+        let promoted = waiting.wakers.values().nth(READERS - 1).cloned();
+        drop(waiting);
+        if let Some(promoted) = promoted {
+            wake_later(promoted);
+        }
+    }
+
+    /// Whether anyone waits.
+    fn anyone(&self) -> bool {
+        !self.lock().wakers.is_empty()
+    }
+}
+
+impl Wake for Readiness {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    /// The socket is ready: wakes the readers.
+    fn wake_by_ref(self: &Arc<Self>) {
+        let readers: Vec<Waker> = self.lock().wakers.values().take(READERS).cloned().collect();
+        for reader in readers {
+            reader.wake();
+        }
+    }
+}
+
+/// What the handles, the waiting futures and the subscriptions share.
+pub(crate) struct Shared<R: Runtime> {
+    state: Mutex<State<R>>,
+    readiness: Arc<Readiness>,
+    /// Registered with the socket for every readiness: wakes the readers.
+    readiness_waker: Waker,
+    pub(crate) runtime: R,
+}
+
+/// The locked state. Its fields drop in order: the lock is released, then
+/// the wakers kept aside under it are woken.
+pub(crate) struct Locked<'a, R: Runtime> {
+    guard: MutexGuard<'a, State<R>>,
+    _then: WakeOnRelease,
+}
+
+impl<R: Runtime> Deref for Locked<'_, R> {
+    type Target = State<R>;
+    fn deref(&self) -> &State<R> {
+        &self.guard
+    }
+}
+
+impl<R: Runtime> DerefMut for Locked<'_, R> {
+    fn deref_mut(&mut self) -> &mut State<R> {
+        &mut self.guard
+    }
+}
+
+impl<R: Runtime> Shared<R> {
+    /// The engine of a connection over `socket`, not negotiated yet.
+    pub(crate) fn new(
+        runtime: R,
+        socket: R::Socket,
+        client: Client,
+        router: qmp_proto::RouterConfig,
+    ) -> Arc<Self> {
+        let readiness = Arc::new(Readiness {
+            waiters: Mutex::new(Waiting::default()),
+        });
+        Arc::new(Shared {
+            state: Mutex::new(State {
+                router: Router::new(client, router),
+                fds: Vec::new(),
+                socket: Some(socket),
+                unsent: None,
+                buffer: Vec::with_capacity(READ_SIZE),
+                armed: false,
+                room: Line::default(),
+                fd_turn: Line::default(),
+                fd_turn_held: false,
+            }),
+            readiness_waker: Waker::from(readiness.clone()),
+            readiness,
+            runtime,
+        })
+    }
+
+    /// Locks the state.
+    pub(crate) fn lock(&self) -> Locked<'_, R> {
+        let then = WakeOnRelease::new();
+        // Poisoning means a panic elsewhere; the router stays coherent.
+        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        Locked { guard, _then: then }
+    }
+
+    /// Looks at the router without changing it.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Router<Waiters>) -> T) -> T {
+        f(&self.lock().router)
+    }
+
+    /// Changes the state with `f`, then routes what that produced and
+    /// writes what there is to send.
+    pub(crate) fn update<T>(&self, f: impl FnOnce(&mut State<R>) -> T) -> T {
+        let mut state = self.lock();
+        let result = f(&mut state);
+        state.settle();
+        result
+    }
+
+    /// Ends the connection from this side, at once: every waiter is
+    /// answered, what the socket takes at once is written, the rest is
+    /// dropped, and the socket is shut down and released.
+    pub(crate) fn close(&self) {
+        self.update(|state| state.router.close());
+    }
+
+    /// Reads what the socket has now, without waiting, so that the router
+    /// is up to date (before a cursor is taken, say).
+    pub(crate) fn catch_up(&self) {
+        let mut state = self.lock();
+        let cx = &mut Context::from_waker(&self.readiness_waker);
+        while state.work(cx) {}
+    }
+
+    /// One poll of a waiter numbered `id`: `check` looks for its result
+    /// (registering the waker of `cx` wherever the result will come from);
+    /// meanwhile the waiter is registered with the readiness, and if it is
+    /// a reader it works the socket and looks again after every read.
+    pub(crate) fn poll_wait<T>(
+        &self,
+        cx: &mut Context<'_>,
+        id: &mut Option<u64>,
+        mut check: impl FnMut(&mut State<R>, &mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        let mut state = self.lock();
+        let socket_cx = &mut Context::from_waker(&self.readiness_waker);
+        loop {
+            if let Poll::Ready(found) = check(&mut *state, cx) {
+                if let Some(id) = id.take() {
+                    self.readiness.remove(id);
+                }
+                // Whoever waits on is woken by the socket: it must be
+                // registered for the next readiness.
+                while !state.armed && state.socket.is_some() && self.readiness.anyone() {
+                    if !state.work(socket_cx) {
+                        break;
+                    }
+                }
+                return Poll::Ready(found);
+            }
+            if !self.readiness.register(id, cx.waker()) || !state.work(socket_cx) {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Waits until `check` finds its result (see [`poll_wait`](Self::poll_wait)).
+    ///
+    /// Cancel safety: dropping the future only stops the wait.
+    pub(crate) async fn wait<T>(
+        &self,
+        mut check: impl FnMut(&mut State<R>, &mut Context<'_>) -> Poll<T>,
+    ) -> T {
+        let mut waiter = Waiter {
+            shared: self,
+            id: None,
+        };
+        poll_fn(|cx| self.poll_wait(cx, &mut waiter.id, &mut check)).await
+    }
+
+    /// The waiter numbered `id` goes away without its result (its future
+    /// was dropped).
+    pub(crate) fn stop_waiting(&self, id: &mut Option<u64>) {
+        if let Some(id) = id.take() {
+            self.readiness.remove(id);
+        }
+    }
+}
+
+/// A waiter of [`Shared::wait`]: dropped, it stops waiting.
+struct Waiter<'a, R: Runtime> {
+    shared: &'a Shared<R>,
+    id: Option<u64>,
+}
+
+impl<R: Runtime> Drop for Waiter<'_, R> {
+    fn drop(&mut self) {
+        self.shared.stop_waiting(&mut self.id);
+    }
+}
+
+impl<R: Runtime> State<R> {
+    /// Routes the router's outputs and writes what it has to send, as far
+    /// as the socket takes it now. Called after every change.
+    pub(crate) fn settle(&mut self) {
+        self.router.handle_outputs();
+        if let Err(e) = self.flush() {
+            self.router.fail_transport(e.to_string());
+            self.router.handle_outputs();
+            self.flush().ok();
+        }
+        if self.router.client().has_room(false) || self.router.end().is_some() {
+            self.room.wake_first();
+        }
+    }
+
+    /// Writes what the router has to send, without waiting; what the
+    /// socket does not take waits in `unsent`. Once the connection has
+    /// ended, drops what the socket did not take, shuts the socket down for
+    /// writing (QEMU answers by closing its side) and releases it.
+    fn flush(&mut self) -> io::Result<()> {
+        let State {
+            router,
+            socket: Some(socket),
+            unsent,
+            fds,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        let mut failed = None;
+        router.transmit_with(unsent, |bytes| match send(socket.fd(), bytes, fds) {
+            Ok(n) => Some(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        });
+        if let Some(e) = failed {
+            *unsent = None;
+            return Err(e);
+        }
+        if router.end().is_some() {
+            // A peer that stopped reading must not keep the socket.
+            *unsent = None;
+            rustix::net::shutdown(socket.fd(), rustix::net::Shutdown::Write).ok();
+            self.socket = None;
+        }
+        Ok(())
+    }
+
+    /// Works the socket once: writes what waits for room, then reads what
+    /// has come, up to [`READS_AT_ONCE`] reads, routing each. Whatever it
+    /// waits for is registered with `cx` (the readiness waker). Returns
+    /// whether it read anything (or the connection ended): the caller
+    /// looks for its result again.
+    fn work(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.unsent.is_some() && !self.write_waiting(cx) {
+            return true;
+        }
+        let mut progressed = false;
+        for _ in 0..READS_AT_ONCE {
+            let State {
+                router,
+                socket: Some(socket),
+                buffer,
+                ..
+            } = self
+            else {
+                return progressed;
+            };
+            buffer.clear();
+            let read = socket.poll_io(cx, Direction::Read, &mut |fd| {
+                Ok(rustix::io::read(
+                    fd,
+                    rustix::buffer::spare_capacity(buffer),
+                )?)
+            });
+            let Poll::Ready(read) = read else {
+                self.armed = true;
+                break;
+            };
+            self.armed = false;
+            progressed = true;
+            #[cfg(feature = "tracing")]
+            if let Ok(n) = read {
+                tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&buffer[..n]), "qmp received");
+            }
+            let end_of_stream = !matches!(read, Ok(n) if n > 0);
+            router.receive_read(read.map(|n| &buffer[..n]));
+            self.settle();
+            if end_of_stream {
+                break;
+            }
+        }
+        progressed
+    }
+
+    /// Writes what waits for room, registering for writability if the
+    /// socket is still full. Returns whether the connection goes on.
+    fn write_waiting(&mut self, cx: &mut Context<'_>) -> bool {
+        let State {
+            socket: Some(socket),
+            unsent: Some(bytes),
+            fds,
+            ..
+        } = self
+        else {
+            return true;
+        };
+        let written = socket.poll_io(cx, Direction::Write, &mut |fd| send(fd, bytes, fds));
+        match written {
+            Poll::Pending => true,
+            Poll::Ready(Ok(n)) => {
+                let rest = bytes.slice(n..);
+                self.unsent = (!rest.is_empty()).then_some(rest);
+                self.settle();
+                true
+            }
+            Poll::Ready(Err(e)) => {
+                self.unsent = None;
+                self.router.fail_transport(e.to_string());
+                self.settle();
+                false
+            }
+        }
+    }
+}
+
+/// One non-blocking write of `bytes`; `fds`, if any, go with its first
+/// byte and are closed on our side once sent.
+fn send(fd: BorrowedFd<'_>, bytes: &[u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+    let sent = if fds.is_empty() {
+        rustix::net::send(fd, bytes, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
+    } else {
+        crate::fd::send_with_fds(fd, bytes, fds).inspect(|_| fds.clear())
+    };
+    #[cfg(feature = "tracing")]
+    if let Ok(n) = &sent {
+        tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&bytes[..*n]), "qmp sent");
+    }
+    match sent {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(io::ErrorKind::WouldBlock.into()),
+        other => other,
+    }
+}

@@ -1,3 +1,0 @@
-//! [`Subscription`]: a stream of events.
-
-qmp_proto::__adapter_subscription!();
