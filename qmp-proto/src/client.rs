@@ -7,7 +7,7 @@ use crate::message::{
     parse_server_message_with, parse_server_prefix_with, Capability, Event, EventNames, Greeting,
     QmpError, ServerMessage, ServerMessageSpans, ServerParseError,
 };
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::ToString;
 use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
@@ -123,7 +123,10 @@ pub enum ClientOutput {
     Reply(Reply),
     /// An event.
     Event(Event),
-    /// An error reply without an id: the server could not parse some input.
+    /// An error reply without an id (the server could not parse some
+    /// input) that answers no command: none was on the wire when it came.
+    /// One that came while commands were in flight answers one of them,
+    /// as a [`Reply`](ClientOutput::Reply) (see [`Client`]'s docs).
     UnattributedError(QmpError),
     /// The connection has ended. Always the last output, given once. Every
     /// command still without a reply will never get one.
@@ -180,6 +183,10 @@ pub struct Client {
     requests: BTreeMap<u64, Request>,
     queue: VecDeque<(u64, Bytes)>,
     in_flight: usize,
+    /// Error replies without an id, oldest first, each with the commands
+    /// it may answer: those on the wire and unanswered when it came (see
+    /// [`attribute_idless_errors`](Self::attribute_idless_errors)).
+    idless_errors: VecDeque<(QmpError, BTreeSet<u64>)>,
     outputs: VecDeque<ClientOutput>,
     transmit: BytesMut,
     unknown_replies: u64,
@@ -212,6 +219,7 @@ impl Client {
             requests: BTreeMap::new(),
             queue: VecDeque::new(),
             in_flight: 0,
+            idless_errors: VecDeque::new(),
             outputs: VecDeque::new(),
             transmit: BytesMut::new(),
             unknown_replies: 0,
@@ -622,7 +630,17 @@ impl Client {
     ) -> Option<ClientOutput> {
         let Some(id) = id else {
             match result {
-                Err(error) => return Some(ClientOutput::UnattributedError(error)),
+                Err(error) => {
+                    let candidates: BTreeSet<u64> = (self.requests.iter())
+                        .filter(|(_, request)| request.sent)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    if candidates.is_empty() {
+                        return Some(ClientOutput::UnattributedError(error));
+                    }
+                    self.idless_errors.push_back((error, candidates));
+                    self.attribute_idless_errors();
+                }
                 Ok(_) => self.unknown_replies += 1,
             }
             return None;
@@ -641,6 +659,25 @@ impl Client {
             self.unknown_replies += 1;
             return None;
         }
+        let output = self.answered(id, request, result);
+        if !self.idless_errors.is_empty() {
+            for (_, candidates) in &mut self.idless_errors {
+                candidates.remove(&id);
+            }
+            self.attribute_idless_errors();
+        }
+        output
+    }
+
+    /// The bookkeeping of a command's answer: its slot of the window is
+    /// free, queued commands may go; the reply is dropped if the command
+    /// was forgotten.
+    fn answered(
+        &mut self,
+        id: u64,
+        request: Request,
+        result: Result<RawJson, QmpError>,
+    ) -> Option<ClientOutput> {
         if !request.oob {
             self.in_flight -= 1;
         }
@@ -653,6 +690,50 @@ impl Client {
                 id: RequestId(id),
                 result,
             }))
+        }
+    }
+
+    /// Answers commands with the error replies that came without an id.
+    ///
+    /// QEMU sends one when it cannot parse a command, so it cannot tell
+    /// whose it is, and that command never gets another reply. It answers
+    /// one of the commands on the wire when it came; as the others get
+    /// their replies, the one left is the one it answers. With a single
+    /// command in flight that is at once; with several, once the others
+    /// are answered (or at once if there are as many such errors as
+    /// candidates, oldest command first). So no call waits forever, keeps
+    /// its slot of the window forever, or gets another's reply. An error
+    /// left with no candidate is reported as
+    /// [`ClientOutput::UnattributedError`].
+    fn attribute_idless_errors(&mut self) {
+        while let Some((_, candidates)) = self.idless_errors.front() {
+            let culprit = match candidates.len() {
+                0 => None,
+                1 => candidates.first().copied(),
+                n => {
+                    let alike = self.idless_errors.iter().filter(|(_, c)| c == candidates);
+                    if alike.count() >= n {
+                        candidates.first().copied()
+                    } else {
+                        return;
+                    }
+                }
+            };
+            let Some((error, _)) = self.idless_errors.pop_front() else {
+                return;
+            };
+            let Some((id, request)) = culprit.and_then(|id| Some((id, self.requests.remove(&id)?)))
+            else {
+                self.outputs
+                    .push_back(ClientOutput::UnattributedError(error));
+                continue;
+            };
+            for (_, candidates) in &mut self.idless_errors {
+                candidates.remove(&id);
+            }
+            if let Some(output) = self.answered(id, request, Err(error)) {
+                self.outputs.push_back(output);
+            }
         }
     }
 
@@ -687,6 +768,7 @@ impl Client {
         self.phase = Phase::Ended;
         self.queue.clear();
         self.requests.clear();
+        self.idless_errors.clear();
         self.in_flight = 0;
         // Bytes buffered after the end are never looked at.
         let _ = self.framer.finish();

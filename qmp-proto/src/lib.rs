@@ -84,9 +84,12 @@
 //!   `match` on.
 //!
 //! Replies whose id is unknown are dropped and counted
-//! ([`Client::unknown_replies`]); error replies without an id (QEMU's answer
-//! to input it could not parse) come as [`ClientOutput::UnattributedError`].
-//! Neither ends the connection.
+//! ([`Client::unknown_replies`]). An error reply without an id is QEMU's
+//! answer to a command it could not parse, which gets no other reply: it
+//! answers the command left once the others on the wire when it came have
+//! their replies (at once, with one command in flight), so no command waits
+//! forever or keeps its slot of the window. With none in flight it comes as
+//! [`ClientOutput::UnattributedError`]. Neither ends the connection.
 //!
 //! # Limits
 //!

@@ -341,8 +341,8 @@ impl<D: Delivery> Router<D> {
             .filter(move |s| s.sequence >= after.0 && filter.matches(&s.event))
     }
 
-    /// Error replies without an id (answers to input the server could not
-    /// parse), oldest first; the last 64 are kept.
+    /// Error replies without an id that answered no command (none was in
+    /// flight), oldest first; the last 64 are kept.
     pub fn take_unattributed(&mut self) -> Vec<QmpError> {
         self.unattributed.drain(..).collect()
     }

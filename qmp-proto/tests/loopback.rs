@@ -423,9 +423,8 @@ fn reply_with_unknown_id_is_dropped_and_counted() {
 }
 
 #[test]
-fn error_without_id_is_unattributed() {
+fn error_without_id_with_nothing_in_flight_is_unattributed() {
     let mut link = Link::default_negotiated();
-    let pending = link.execute("pending");
     let error = QmpError::generic("JSON parse error, invalid keyword 'bad'");
     link.server.reply(None, Err(&error));
     link.pump();
@@ -433,7 +432,59 @@ fn error_without_id_is_unattributed() {
         link.take_client_outputs(),
         [ClientOutput::UnattributedError(error)]
     );
-    assert!(link.client.is_pending(pending));
+    let id = link.execute("still-works");
+    link.assert_next_answer_reaches(id);
+}
+
+/// QEMU's answer to a command it could not parse has no id: with one
+/// command on the wire, it is that command's answer, at once, and the
+/// window slot is free again.
+#[test]
+fn error_without_id_answers_the_one_command_in_flight() {
+    let mut link = Link::default_negotiated();
+    let pending = link.execute("pending");
+    let error = QmpError::generic("JSON parse error, invalid keyword 'bad'");
+    link.server.reply(None, Err(&error));
+    link.pump();
+    assert_eq!(
+        link.take_client_outputs(),
+        [ClientOutput::Reply(Reply {
+            id: pending,
+            result: Err(error)
+        })]
+    );
+    assert!(!link.client.is_pending(pending));
+    assert_eq!(link.client.in_flight(), 0);
+}
+
+/// With several on the wire, it answers the one left once the others have
+/// their replies: nobody gets another's answer.
+#[test]
+fn error_without_id_answers_the_command_the_others_leave() {
+    let mut link = Link::default_negotiated();
+    let first = link.execute("first");
+    let broken = link.execute("broken");
+    let last = link.execute("last");
+    let error = QmpError::generic("JSON parse error, invalid keyword 'bad'");
+    link.server.reply(None, Err(&error));
+    link.pump();
+    assert_eq!(link.take_client_outputs(), []);
+    let ok = answer_of("ok");
+    for id in [last, first] {
+        let id = RawJson::from_text(&id.get().to_string()).unwrap();
+        link.server.reply(Some(&id), Ok(&ok));
+    }
+    link.pump();
+    let outputs = link.take_client_outputs();
+    let answered: Vec<_> = outputs
+        .iter()
+        .map(|output| match output {
+            ClientOutput::Reply(reply) => (reply.id, reply.result.is_ok()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(answered, [(last, true), (first, true), (broken, false)]);
+    assert_eq!(link.client.in_flight(), 0);
 }
 
 // ----- events --------------------------------------------------------------

@@ -149,17 +149,16 @@ qmp_tests::on_both_runtimes! {
     }
 
     /// An error reply without id (QEMU's answer to input it cannot parse)
-    /// between replies: not fatal, no caller gets it, and it can be read
-    /// back with `take_unattributed_errors`.
+    /// while no command is in flight: not fatal, no caller gets it, and it
+    /// can be read back with `take_unattributed_errors`.
     #[test]
-    fn error_without_id_leaves_calls_unaffected() {
+    fn error_without_id_with_nothing_in_flight_is_kept_aside() {
         let (stream, mock) = Mock::pair(MockConfig::default(), |peer: Peer| {
             peer.serve(|command| {
                 let stray =
                     Action::ErrorWithoutId(QmpError::generic("JSON parse error, invalid keyword"));
                 match command.name.as_str() {
-                    "first" => vec![stray, echo(command)],
-                    "second" => vec![echo(command), stray],
+                    "first" | "second" => vec![echo(command), stray],
                     _ => vec![echo(command)],
                 }
             })
@@ -176,6 +175,62 @@ qmp_tests::on_both_runtimes! {
             assert!(strays.iter().all(|e| e.desc.starts_with("JSON parse error")));
             assert!(qmp.take_unattributed_errors().is_empty(), "taken once");
             assert_eq!(qmp.dropped_replies(), qmp::DroppedReplies::default());
+            qmp.close();
+        });
+        mock.join().expect("mock");
+    }
+
+    /// QEMU answers a command it could not parse with an error without an
+    /// id. With that one command in flight, the call fails with it at once
+    /// (it used to wait forever, and keep its slot of the window).
+    #[test]
+    fn error_without_id_answers_the_one_call_in_flight() {
+        let (stream, mock) = Mock::pair(MockConfig::default(), |peer: Peer| {
+            peer.serve(|command| match command.name.as_str() {
+                "garbled" => vec![Action::ErrorWithoutId(QmpError::generic(
+                    "JSON parse error, invalid keyword",
+                ))],
+                _ => vec![echo(command)],
+            })
+        });
+        rt::block_on(async {
+            let qmp = connect(stream).await;
+            let failed = call(&qmp, "garbled").await.expect_err("an error reply");
+            match failed {
+                Error::Qmp(e) => assert!(e.desc.starts_with("JSON parse error"), "{e}"),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(call(&qmp, "after").await.expect("reply"), answer_to("after"));
+            assert!(qmp.take_unattributed_errors().is_empty());
+            assert_eq!(qmp.end_reason(), None);
+            qmp.close();
+        });
+        mock.join().expect("mock");
+    }
+
+    /// Nine calls at once (past the window of eight), each answered with
+    /// an error without an id: every call gets an error, none hangs, and
+    /// the window is free for the next call (eight of them used to block
+    /// every later command for good).
+    #[test]
+    fn errors_without_id_never_hold_the_window() {
+        let (stream, mock) = Mock::pair(MockConfig::default(), |peer: Peer| {
+            peer.serve(|command| match command.name.as_str() {
+                "garbled" => vec![Action::ErrorWithoutId(QmpError::generic(
+                    "JSON parse error, invalid keyword",
+                ))],
+                _ => vec![echo(command)],
+            })
+        });
+        rt::block_on(async {
+            let qmp = connect(stream).await;
+            let calls: Vec<_> = (0..9).map(|_| spawn_call(&qmp, "garbled")).collect();
+            for task in calls {
+                let failed = finish(task).await.expect_err("an error reply");
+                assert!(matches!(failed, Error::Qmp(_)), "{failed:?}");
+            }
+            assert_eq!(call(&qmp, "after").await.expect("reply"), answer_to("after"));
+            assert_eq!(qmp.end_reason(), None);
             qmp.close();
         });
         mock.join().expect("mock");

@@ -6,7 +6,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use qmp_proto::{ClientConfig, ClientOutput, End, ProtocolError, SendError};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// The most operations one input runs.
 const MAX_OPS: usize = 256;
@@ -383,6 +383,9 @@ struct Model {
     wire: Vec<WireCommand>,
     /// Outputs expected since the last check.
     expected: Vec<Expected>,
+    /// Error replies without an id not matched to a command yet, each with
+    /// the commands on the wire when it came: one of them is its command.
+    idless: Vec<((String, String), BTreeSet<u64>)>,
 }
 
 impl Model {
@@ -403,6 +406,7 @@ impl Model {
             late: 0,
             wire: Vec::new(),
             expected: Vec::new(),
+            idless: Vec::new(),
         }
     }
 
@@ -495,6 +499,7 @@ impl Model {
         self.phase = Phase::Ended;
         self.queue.clear();
         self.requests.clear();
+        self.idless.clear();
         self.in_flight = 0;
         self.expected.push(Expected::End(end));
     }
@@ -556,7 +561,19 @@ impl Model {
     fn reply(&mut self, id: Option<Option<u64>>, result: Result<Value, (String, String)>) {
         let Some(id) = id else {
             match result {
-                Err((class, desc)) => self.expected.push(Expected::UnattributedError(class, desc)),
+                Err(error) => {
+                    let on_the_wire: BTreeSet<u64> = (self.requests.iter())
+                        .filter(|(_, request)| request.sent)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    if on_the_wire.is_empty() {
+                        self.expected
+                            .push(Expected::UnattributedError(error.0, error.1));
+                    } else {
+                        self.idless.push((error, on_the_wire));
+                        self.match_idless();
+                    }
+                }
                 Ok(_) => self.unknown += 1,
             }
             return;
@@ -570,6 +587,14 @@ impl Model {
             self.unknown += 1;
             return;
         }
+        self.answered(id, request, result);
+        for (_, candidates) in &mut self.idless {
+            candidates.remove(&id);
+        }
+        self.match_idless();
+    }
+
+    fn answered(&mut self, id: u64, request: Request, result: Result<Value, (String, String)>) {
         self.requests.remove(&id);
         if !request.oob {
             self.in_flight -= 1;
@@ -580,6 +605,31 @@ impl Model {
             self.expected.push(Expected::Reply { id, result });
         }
         self.flush();
+    }
+
+    /// An id-less error is the answer of the one command left of those on
+    /// the wire when it came; or, when as many errors came with the same
+    /// commands on the wire, of the oldest. One with none left is
+    /// unattributed.
+    fn match_idless(&mut self) {
+        while let Some((_, candidates)) = self.idless.first() {
+            let alike = self.idless.iter().filter(|(_, c)| c == candidates).count();
+            if candidates.len() > 1 && alike < candidates.len() {
+                return;
+            }
+            let oldest = candidates.first().copied();
+            let (error, _) = self.idless.remove(0);
+            let found = oldest.and_then(|id| Some((id, *self.requests.get(&id)?)));
+            let Some((id, request)) = found else {
+                self.expected
+                    .push(Expected::UnattributedError(error.0, error.1));
+                continue;
+            };
+            for (_, candidates) in &mut self.idless {
+                candidates.remove(&id);
+            }
+            self.answered(id, request, Err(error));
+        }
     }
 
     /// The peer closed, `received` bytes of the outbox having reached the
