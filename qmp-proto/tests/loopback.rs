@@ -471,7 +471,7 @@ fn error_without_id_answers_the_command_the_others_leave() {
     assert_eq!(link.take_client_outputs(), []);
     let ok = answer_of("ok");
     for id in [last, first] {
-        let id = RawJson::from_text(&id.get().to_string()).unwrap();
+        let id = RawJson::from_text(id.get().to_string()).unwrap();
         link.server.reply(Some(&id), Ok(&ok));
     }
     link.pump();
