@@ -423,6 +423,12 @@ impl<R: Runtime> State<R> {
         }
         let mut progressed = false;
         for _ in 0..READS_AT_ONCE {
+            if self.router.is_held_up() {
+                // A lossless subscriber must take its events first; its
+                // next poll reads on.
+                self.armed = false;
+                break;
+            }
             let State {
                 router,
                 socket: Some(socket),

@@ -96,4 +96,4 @@ pub use qmp_proto::{
     VersionTriple,
 };
 pub use runtime::{Direction, Runtime, Socket};
-pub use subscription::Subscription;
+pub use subscription::{SubscribeOptions, Subscription};

@@ -88,7 +88,7 @@ impl NoticeSink {
         if queue.notices.len() + queue.taken >= channel.capacity {
             let unread = queue.notices.len() + channel.in_batch.0.load(Ordering::Acquire);
             if unread >= channel.capacity {
-                return Offer::Full;
+                return Offer::Full(notice);
             }
         }
         queue.notices.push_back(notice);
@@ -199,11 +199,17 @@ mod tests {
         let (mut sink, mut source) = notice_queue(2);
         assert_eq!(sink.offer(Notice::Lagged(1)), Offer::Accepted);
         assert_eq!(sink.offer(Notice::Lagged(2)), Offer::Accepted);
-        assert_eq!(sink.offer(Notice::Lagged(3)), Offer::Full);
+        assert_eq!(
+            sink.offer(Notice::Lagged(3)),
+            Offer::Full(Notice::Lagged(3))
+        );
         assert_eq!(poll(&mut source), Poll::Ready(Some(Notice::Lagged(1))));
         // One in the batch, one free.
         assert_eq!(sink.offer(Notice::Lagged(4)), Offer::Accepted);
-        assert_eq!(sink.offer(Notice::Lagged(5)), Offer::Full);
+        assert_eq!(
+            sink.offer(Notice::Lagged(5)),
+            Offer::Full(Notice::Lagged(5))
+        );
         assert_eq!(poll(&mut source), Poll::Ready(Some(Notice::Lagged(2))));
         drop(sink);
         assert_eq!(poll(&mut source), Poll::Ready(Some(Notice::Lagged(4))));

@@ -4,7 +4,7 @@ use crate::answer::answer;
 use crate::call::Call;
 use crate::engine::Shared;
 use crate::runtime::Runtime;
-use crate::subscription::Subscription;
+use crate::subscription::{SubscribeOptions, Subscription};
 use crate::{dial, ConnectOptions, Error};
 use qmp_proto::typed::schema::Schema;
 use qmp_proto::{
@@ -283,8 +283,30 @@ impl<R: Runtime> Qmp<R> {
     /// tells how many it missed ([`Notice::Lagged`](crate::Notice::Lagged)).
     /// It ends when the connection does.
     pub fn subscribe(&self, filter: EventFilter) -> Subscription<R> {
+        self.subscribe_with(filter, SubscribeOptions::default())
+    }
+
+    /// A stream of the events that pass `filter`, set up with `options`:
+    /// from a cursor (e.g. [`Cursor::START`], for the events that came with
+    /// the negotiation reply), with a capacity of its own, or lossless.
+    ///
+    /// ```no_run
+    /// # async fn f(qmp: qmp_client::Qmp<impl qmp_client::Runtime>) {
+    /// use qmp_client::{Cursor, EventFilter, Notice, SubscribeOptions};
+    /// let options = SubscribeOptions::default().from(Cursor::START).lossless(true);
+    /// let mut jobs = qmp.subscribe_with(EventFilter::name("JOB_STATUS_CHANGE"), options);
+    /// while let Some(Notice::Event(job)) = jobs.next().await {
+    ///     println!("{}: {:?}", job.sequence, job.event.data);
+    /// }
+    /// # }
+    /// ```
+    pub fn subscribe_with(
+        &self,
+        filter: EventFilter,
+        options: SubscribeOptions,
+    ) -> Subscription<R> {
         let capacity = self.inner.options.subscriber_capacity;
-        Subscription::new(self.inner.shared.clone(), filter, capacity)
+        Subscription::new(self.inner.shared.clone(), filter, options, capacity)
     }
 
     /// Waits until the connection ends, reading the socket meanwhile (so

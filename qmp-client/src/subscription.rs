@@ -4,10 +4,51 @@ use crate::engine::Shared;
 use crate::notice_queue::{notice_queue, NoticeSource};
 use crate::runtime::Runtime;
 use qmp_proto::router::SubscriptionId;
-use qmp_proto::{End, EventFilter, Notice};
+use qmp_proto::{Cursor, End, EventFilter, Notice, SubscribeFrom};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+
+/// How a [`Subscription`] takes events; see [`Qmp::subscribe_with`](crate::Qmp::subscribe_with).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscribeOptions {
+    /// Start with the kept events at or after this cursor, then go on
+    /// with new ones: [`Cursor::START`] for every event since negotiation,
+    /// including those QEMU sent together with the negotiation reply.
+    /// Default: new events only.
+    pub from: Option<Cursor>,
+    /// How many notices may wait unread. Default: the connection's
+    /// [`subscriber_capacity`](crate::ConnectOptions::subscriber_capacity).
+    pub capacity: Option<usize>,
+    /// Lose no event. While this subscription's queue is full, the
+    /// connection stops reading the socket (so memory stays bounded) until
+    /// it takes its notices: replies and everyone else's events wait too,
+    /// so a lossless subscription must be read steadily. Default: off; a
+    /// subscriber that falls behind is told how many events it missed
+    /// ([`Notice::Lagged`]) and never holds anything up.
+    pub lossless: bool,
+}
+
+impl SubscribeOptions {
+    /// Sets [`from`](Self::from).
+    pub fn from(mut self, cursor: Cursor) -> Self {
+        self.from = Some(cursor);
+        self
+    }
+
+    /// Sets [`capacity`](Self::capacity) (at least 1).
+    pub fn capacity(mut self, notices: usize) -> Self {
+        self.capacity = Some(notices.max(1));
+        self
+    }
+
+    /// Sets [`lossless`](Self::lossless).
+    pub fn lossless(mut self, lossless: bool) -> Self {
+        self.lossless = lossless;
+        self
+    }
+}
 
 /// Events that passed a subscription's filter, as a
 /// [`Stream`](futures_core::Stream) of [`Notice`]s: each event, or how many
@@ -29,9 +70,18 @@ pub struct Subscription<R: Runtime> {
 }
 
 impl<R: Runtime> Subscription<R> {
-    pub(crate) fn new(shared: Arc<Shared<R>>, filter: EventFilter, capacity: usize) -> Self {
-        let (sink, events) = notice_queue(capacity);
-        let id = shared.update(|state| state.router.subscribe(filter, sink));
+    pub(crate) fn new(
+        shared: Arc<Shared<R>>,
+        filter: EventFilter,
+        options: SubscribeOptions,
+        default_capacity: usize,
+    ) -> Self {
+        let (sink, events) = notice_queue(options.capacity.unwrap_or(default_capacity));
+        let mut from = SubscribeFrom::default();
+        from.cursor = options.from;
+        from.lossless = options.lossless;
+        shared.catch_up();
+        let id = shared.update(|state| state.router.subscribe(filter, sink, from));
         Subscription {
             shared,
             events,
@@ -62,11 +112,13 @@ impl<R: Runtime> Subscription<R> {
             shared.stop_waiting(waiter);
             return Poll::Ready(Some(notice));
         }
-        shared.poll_wait(cx, waiter, |state, cx| match events.poll_recv(cx) {
-            Poll::Ready(None) => {
-                Poll::Ready(state.router.take_lagged_at_end(*id).map(Notice::Lagged))
+        shared.poll_wait(cx, waiter, |state, cx| {
+            // Room was made: a lossless subscription's held notices go in.
+            state.router.refill(*id);
+            match events.poll_recv(cx) {
+                Poll::Ready(None) => Poll::Ready(state.router.take_left_at_end(*id)),
+                other => other,
             }
-            other => other,
         })
     }
 

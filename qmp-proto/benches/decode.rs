@@ -267,7 +267,7 @@ impl Subscriber for Queue {
     fn offer(&mut self, notice: Notice) -> Offer {
         let mut queue = self.0.borrow_mut();
         if queue.len() == BURST {
-            return Offer::Full;
+            return Offer::Full(notice);
         }
         queue.push_back(notice);
         Offer::Accepted
@@ -324,7 +324,7 @@ fn bench_events(criterion: &mut Criterion) {
     let mut client = negotiated_client();
     let mut router = Router::new(negotiated_client(), RouterConfig::default());
     let queue = Queue::default();
-    router.subscribe(EventFilter::all(), queue.clone());
+    router.subscribe(EventFilter::all(), queue.clone(), Default::default());
     assert_eq!(serde_events(&burst), BURST);
     assert_eq!(client_events(&mut client, &burst), BURST);
     assert_eq!(router_events(&mut router, &queue, &burst), BURST);

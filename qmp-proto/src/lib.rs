@@ -155,5 +155,7 @@ pub use json::RawJson;
 pub use message::{
     Capability, Command, ErrorClass, Event, Greeting, QmpError, Timestamp, Version, VersionTriple,
 };
-pub use router::{Cursor, EventFilter, Failure, Notice, Router, RouterConfig, Sequenced};
+pub use router::{
+    Cursor, EventFilter, Failure, Notice, Router, RouterConfig, Sequenced, SubscribeFrom,
+};
 pub use server::{Server, ServerConfig, ServerOutput};

@@ -130,12 +130,12 @@ pub enum Notice {
 }
 
 /// How a subscriber's queue took a [`Notice`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Offer {
     /// Queued.
     Accepted,
-    /// The queue is full; the notice was not queued.
-    Full,
+    /// The queue is full; the notice was not queued, and is given back.
+    Full(Notice),
     /// The subscriber has gone away; forget it.
     Gone,
 }
@@ -225,11 +225,30 @@ impl RouterConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SubscriptionId(u64);
 
+/// How a subscription takes events: from when, and what happens when its
+/// queue is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscribeFrom {
+    /// Start with the kept events at or after this cursor (e.g.
+    /// [`Cursor::START`]), then go on with new ones. `None`: new ones only.
+    pub cursor: Option<Cursor>,
+    /// Lose nothing: while the subscriber's queue is full, its events are
+    /// held here and the connection stops reading
+    /// ([`Router::is_held_up`]) until it takes them. Otherwise it is told
+    /// how many it missed ([`Notice::Lagged`]).
+    pub lossless: bool,
+}
+
 struct Subscription<S> {
     id: SubscriptionId,
     filter: EventFilter,
     sink: S,
     lagged: u64,
+    lossless: bool,
+    /// A lossless subscriber's notices that its full queue could not take,
+    /// oldest first.
+    held: VecDeque<Notice>,
 }
 
 struct EventWait<W> {
@@ -255,9 +274,10 @@ pub struct Router<D: Delivery> {
     history: VecDeque<Sequenced>,
     next_sequence: u64,
     subscriptions: Vec<Subscription<D::Subscriber>>,
-    /// Lag counts the connection's end left untold: the subscriber's queue
-    /// was full. Its handle takes the count once it has drained the queue.
-    lagged_at_end: BTreeMap<SubscriptionId, u64>,
+    /// What the connection's end left untold (held notices, a lag count):
+    /// the subscriber's queue was full. Its handle takes them once it has
+    /// drained the queue.
+    left_at_end: BTreeMap<SubscriptionId, VecDeque<Notice>>,
     next_subscription: u64,
     waits: Vec<EventWait<D::Wait>>,
     unattributed: VecDeque<QmpError>,
@@ -290,7 +310,7 @@ impl<D: Delivery> Router<D> {
             history: VecDeque::new(),
             next_sequence: 1,
             subscriptions: Vec::new(),
-            lagged_at_end: BTreeMap::new(),
+            left_at_end: BTreeMap::new(),
             next_subscription: 0,
             waits: Vec::new(),
             unattributed: VecDeque::new(),
@@ -409,34 +429,94 @@ impl<D: Delivery> Router<D> {
         });
     }
 
-    /// Starts delivering matching events to `subscriber`, from the next one
-    /// on. A subscription made after the end is dropped at once.
-    pub fn subscribe(&mut self, filter: EventFilter, subscriber: D::Subscriber) -> SubscriptionId {
+    /// Starts delivering matching events to `subscriber`: the kept ones
+    /// from `from.cursor` on if it is set, then each new one. A cursor
+    /// older than the history starts with a [`Notice::Lagged`] of how many
+    /// events (matching or not) were dropped from it since. A subscription
+    /// made after the end is dropped at once.
+    pub fn subscribe(
+        &mut self,
+        filter: EventFilter,
+        subscriber: D::Subscriber,
+        from: SubscribeFrom,
+    ) -> SubscriptionId {
         let id = SubscriptionId(self.next_subscription);
         self.next_subscription += 1;
-        if self.end.is_none() {
-            self.subscriptions.push(Subscription {
-                id,
-                filter,
-                sink: subscriber,
-                lagged: 0,
-            });
+        if self.end.is_some() {
+            return id;
         }
+        let mut sub = Subscription {
+            id,
+            filter,
+            sink: subscriber,
+            lagged: 0,
+            lossless: from.lossless,
+            held: VecDeque::new(),
+        };
+        if let Some(cursor) = from.cursor {
+            let oldest_kept = (self.history.front()).map_or(self.next_sequence, |s| s.sequence);
+            if cursor.0 < oldest_kept {
+                sub.lagged = oldest_kept - cursor.0;
+            }
+            let kept = self.history.iter().filter(|s| s.sequence >= cursor.0);
+            for sequenced in kept {
+                if sub.filter.matches(&sequenced.event)
+                    && !Self::offer(&mut sub, sequenced, &mut None)
+                {
+                    return id;
+                }
+            }
+        }
+        self.subscriptions.push(sub);
         id
     }
 
     /// Stops a subscription (dropping its sender).
     pub fn unsubscribe(&mut self, id: SubscriptionId) {
         self.subscriptions.retain(|s| s.id != id);
-        self.lagged_at_end.remove(&id);
+        self.left_at_end.remove(&id);
     }
 
-    /// How many events subscription `id` missed that it could not be told
-    /// of before the connection ended (its queue was full then), taken
-    /// once. An adapter's stream yields it as a last
-    /// [`Notice::Lagged`] after the queued notices, before it ends.
-    pub fn take_lagged_at_end(&mut self, id: SubscriptionId) -> Option<u64> {
-        self.lagged_at_end.remove(&id)
+    /// Whether a lossless subscriber holds notices its full queue could
+    /// not take: the connection must stop reading until
+    /// [`refill`](Self::refill) has given them all.
+    pub fn is_held_up(&self) -> bool {
+        self.subscriptions.iter().any(|s| !s.held.is_empty())
+    }
+
+    /// Gives subscription `id` what it holds, as far as its queue takes
+    /// it. Call it once the subscriber has taken notices from its queue.
+    pub fn refill(&mut self, id: SubscriptionId) {
+        let Some(at) = self.subscriptions.iter().position(|s| s.id == id) else {
+            return;
+        };
+        let sub = &mut self.subscriptions[at];
+        while let Some(notice) = sub.held.pop_front() {
+            match sub.sink.offer(notice) {
+                Offer::Accepted => {}
+                Offer::Full(notice) => {
+                    sub.held.push_front(notice);
+                    return;
+                }
+                Offer::Gone => {
+                    self.subscriptions.remove(at);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// What the connection's end left untold to subscription `id`, one
+    /// notice at a time (held notices, then a last [`Notice::Lagged`]),
+    /// once its queue is drained: its queue was full when the connection
+    /// ended. A stream yields these after the queued notices, then ends.
+    pub fn take_left_at_end(&mut self, id: SubscriptionId) -> Option<Notice> {
+        let left = self.left_at_end.get_mut(&id)?;
+        let notice = left.pop_front();
+        if left.is_empty() {
+            self.left_at_end.remove(&id);
+        }
+        notice
     }
 
     /// Gives bytes read from the socket to the client machine.
@@ -625,8 +705,9 @@ impl<D: Delivery> Router<D> {
     }
 
     /// Offers `sequenced` to `sub`, after the count of what it missed if it
-    /// lagged; `spare` is made into the copy if there is one. Returns
-    /// whether the subscriber is still there.
+    /// lagged; `spare` is made into the copy if there is one. A lossless
+    /// subscriber whose queue is full holds it. Returns whether the
+    /// subscriber is still there.
     fn offer(
         sub: &mut Subscription<D::Subscriber>,
         sequenced: &Sequenced,
@@ -635,10 +716,11 @@ impl<D: Delivery> Router<D> {
         if sub.lagged > 0 {
             match sub.sink.offer(Notice::Lagged(sub.lagged)) {
                 Offer::Accepted => sub.lagged = 0,
-                Offer::Full => {
+                Offer::Full(_) if !sub.lossless => {
                     sub.lagged += 1;
                     return true;
                 }
+                Offer::Full(lagged) => sub.held.push_back(lagged),
                 Offer::Gone => return false,
             }
         }
@@ -662,9 +744,18 @@ impl<D: Delivery> Router<D> {
             }
             None => sequenced.clone(),
         };
+        if !sub.held.is_empty() {
+            // Behind what it holds already.
+            sub.held.push_back(Notice::Event(copy));
+            return true;
+        }
         match sub.sink.offer(Notice::Event(copy)) {
             Offer::Accepted => true,
-            Offer::Full => {
+            Offer::Full(notice) if sub.lossless => {
+                sub.held.push_back(notice);
+                true
+            }
+            Offer::Full(_) => {
                 sub.lagged += 1;
                 true
             }
@@ -686,12 +777,19 @@ impl<D: Delivery> Router<D> {
             wait.waiter.deliver(Err(Failure::Ended(end.clone())));
         }
         // Dropping the senders ends every subscriber's stream; the cause is
-        // in `end()`. A lag not told yet is told now if there is room, or
-        // kept for the subscriber to take once it has drained its queue.
+        // in `end()`. What was not told yet (held notices, a lag) is told
+        // now as far as there is room, the rest kept for the subscriber to
+        // take once it has drained its queue.
         for mut sub in core::mem::take(&mut self.subscriptions) {
+            let mut left = core::mem::take(&mut sub.held);
             if sub.lagged > 0 {
-                if let Offer::Full = sub.sink.offer(Notice::Lagged(sub.lagged)) {
-                    self.lagged_at_end.insert(sub.id, sub.lagged);
+                left.push_back(Notice::Lagged(sub.lagged));
+            }
+            while let Some(notice) = left.pop_front() {
+                if let Offer::Full(notice) = sub.sink.offer(notice) {
+                    left.push_front(notice);
+                    self.left_at_end.insert(sub.id, left);
+                    break;
                 }
             }
         }
@@ -737,7 +835,7 @@ mod tests {
         fn offer(&mut self, notice: Notice) -> Offer {
             let mut items = self.items.borrow_mut();
             if items.len() == self.capacity {
-                return Offer::Full;
+                return Offer::Full(notice);
             }
             items.push(notice);
             Offer::Accepted
@@ -896,7 +994,8 @@ mod tests {
             items: items.clone(),
             capacity: 2,
         };
-        pair.router.subscribe(EventFilter::all(), queue);
+        pair.router
+            .subscribe(EventFilter::all(), queue, SubscribeFrom::default());
         for _ in 0..5 {
             pair.emit("E");
         }
@@ -920,8 +1019,12 @@ mod tests {
         };
         let (full, roomy) = (queue(), queue());
         let (full_items, roomy_items) = (full.items.clone(), roomy.items.clone());
-        let full = pair.router.subscribe(EventFilter::name("E"), full);
-        let roomy = pair.router.subscribe(EventFilter::name("F"), roomy);
+        let full = pair
+            .router
+            .subscribe(EventFilter::name("E"), full, SubscribeFrom::default());
+        let roomy = pair
+            .router
+            .subscribe(EventFilter::name("F"), roomy, SubscribeFrom::default());
         for _ in 0..5 {
             pair.emit("E");
         }
@@ -933,10 +1036,10 @@ mod tests {
         pair.router.handle_outputs();
         assert!(pair.router.end().is_some());
         assert_eq!(full_items.borrow().len(), 2, "no room: nothing offered");
-        assert_eq!(pair.router.take_lagged_at_end(full), Some(3));
-        assert_eq!(pair.router.take_lagged_at_end(full), None, "taken once");
+        assert_eq!(pair.router.take_left_at_end(full), Some(Notice::Lagged(3)));
+        assert_eq!(pair.router.take_left_at_end(full), None, "taken once");
         assert_eq!(roomy_items.borrow().last(), Some(&Notice::Lagged(1)));
-        assert_eq!(pair.router.take_lagged_at_end(roomy), None);
+        assert_eq!(pair.router.take_left_at_end(roomy), None);
     }
 
     /// Once the history is full, the event it drops becomes a subscriber's
@@ -949,8 +1052,10 @@ mod tests {
             items: items.clone(),
             capacity,
         };
-        pair.router.subscribe(EventFilter::all(), queue(64));
-        pair.router.subscribe(EventFilter::name("B"), queue(64));
+        pair.router
+            .subscribe(EventFilter::all(), queue(64), SubscribeFrom::default());
+        pair.router
+            .subscribe(EventFilter::name("B"), queue(64), SubscribeFrom::default());
         let mut sent = Vec::new();
         for i in 0..6i64 {
             let name = if i % 2 == 0 { "A" } else { "B" };
@@ -1003,8 +1108,11 @@ mod tests {
         let call = slot();
         let wait = slot();
         let items = Rc::new(RefCell::new(Vec::new()));
-        pair.router
-            .subscribe(EventFilter::all(), Queue { items, capacity: 4 });
+        pair.router.subscribe(
+            EventFilter::all(),
+            Queue { items, capacity: 4 },
+            SubscribeFrom::default(),
+        );
         // The server never sees the command: the peer closes first.
         pair.router
             .execute("query-status", &(), false, Filled(call.clone()));
