@@ -6,8 +6,11 @@
 use qmp_client::Error;
 use qmp_proto::{End, Timestamp};
 use qmp_tests::mock::{Action, Mock, MockConfig, Peer};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use serde_json::{json, Value};
 use std::future::{poll_fn, Future, IntoFuture};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -22,6 +25,40 @@ fn answer_but_never(peer: Peer) -> Vec<String> {
         _ => vec![Action::Reply(json!({}))],
     })
     .expect("the mock")
+}
+
+/// A peer that greets and negotiates by hand, then leaves its end open;
+/// the test reads it directly.
+fn negotiating_peer() -> (UnixStream, UnixStream) {
+    let (ours, theirs) = UnixStream::pair().expect("socketpair");
+    let mut writer = theirs.try_clone().expect("dup");
+    writer
+        .write_all(b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 10}, \"package\": \"\"}, \"capabilities\": []}}\r\n")
+        .expect("greet");
+    let reader = theirs.try_clone().expect("dup");
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        BufReader::new(reader)
+            .read_line(&mut line)
+            .expect("qmp_capabilities");
+        let negotiation: Value = serde_json::from_str(&line).expect("JSON");
+        let reply = format!("{{\"return\": {{}}, \"id\": {}}}\r\n", negotiation["id"]);
+        writer.write_all(reply.as_bytes()).expect("reply");
+    });
+    (ours, theirs)
+}
+
+/// Whether the peer's end sees the close right now, without waiting.
+fn sees_the_close_now(theirs: &UnixStream) -> bool {
+    let mut fds = [PollFd::new(theirs, PollFlags::IN | PollFlags::RDHUP)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&now)).expect("poll") == 1
+        && fds[0]
+            .revents()
+            .intersects(PollFlags::RDHUP | PollFlags::HUP)
 }
 
 /// Polls `future` once: whether it finished.
@@ -58,6 +95,21 @@ qmp_tests::on_both_runtimes! {
             // The peer keeps its end open: only the close can wake it.
             let result = rt::timeout(HANG, call).await.expect("hung");
             assert!(matches!(result, Err(Error::Closed(End::Local))), "{result:?}");
+        });
+    }
+
+    /// `close` is a plain method, and the socket is shut down and released
+    /// when it returns: nothing is left for a task to do later.
+    #[test]
+    fn close_closes_the_socket_before_it_returns() {
+        let (ours, theirs) = negotiating_peer();
+        rt::block_on(async {
+            let qmp = connect(ours).await;
+            let clone = qmp.clone();
+            assert!(!sees_the_close_now(&theirs));
+            qmp.close();
+            assert!(sees_the_close_now(&theirs), "the socket is still open");
+            assert_eq!(clone.end_reason(), Some(End::Local));
         });
     }
 
