@@ -4,7 +4,7 @@
 //! of its own.
 
 use crate::answer::answer;
-use crate::runtime::{Direction, Runtime, Socket};
+use crate::runtime::{Direction, Moved, Runtime, Socket};
 use qmp_proto::router::Waiter;
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
@@ -87,7 +87,10 @@ async fn tcp_to<R: Runtime>(runtime: &R, address: SocketAddr) -> io::Result<R::S
             socket.poll_io(cx, Direction::Write, &mut |fd| {
                 rustix::net::sockopt::socket_error(fd)??;
                 match rustix::net::getpeername(fd) {
-                    Ok(_) => Ok(0),
+                    Ok(_) => Ok(Moved {
+                        bytes: 0,
+                        exhausted: false,
+                    }),
                     Err(Errno::NOTCONN) => Err(io::ErrorKind::WouldBlock.into()),
                     Err(e) => Err(e.into()),
                 }

@@ -19,7 +19,7 @@
 
 use crate::answer::{wake_later, Answering, WakeOnRelease};
 use crate::notice_queue::NoticeSink;
-use crate::runtime::{Direction, Runtime, Socket};
+use crate::runtime::{Direction, Moved, Runtime, Socket};
 use bytes::Bytes;
 use qmp_proto::router::Delivery;
 use qmp_proto::{Client, Failure, RawJson, Router, Sequenced};
@@ -198,12 +198,21 @@ impl Wake for Readiness {
     }
 }
 
+/// Wakes nobody.
+struct Quiet;
+
+impl Wake for Quiet {
+    fn wake(self: Arc<Self>) {}
+}
+
 /// What the handles, the waiting futures and the subscriptions share.
 pub(crate) struct Shared<R: Runtime> {
     state: Mutex<State<R>>,
     readiness: Arc<Readiness>,
     /// Registered with the socket for every readiness: wakes the readers.
     readiness_waker: Waker,
+    /// A waker that does nothing (see [`poll_wait`](Self::poll_wait)).
+    quiet_waker: Waker,
     pub(crate) runtime: R,
 }
 
@@ -251,6 +260,7 @@ impl<R: Runtime> Shared<R> {
                 fd_turn_held: false,
             }),
             readiness_waker: Waker::from(readiness.clone()),
+            quiet_waker: Waker::from(Arc::new(Quiet)),
             readiness,
             runtime,
         })
@@ -305,23 +315,34 @@ impl<R: Runtime> Shared<R> {
     ) -> Poll<T> {
         let mut state = self.lock();
         let socket_cx = &mut Context::from_waker(&self.readiness_waker);
+        // Looked for with a waker that does nothing while this waiter reads
+        // for itself: a result it routes to itself must not wake it.
+        let quiet_cx = &mut Context::from_waker(&self.quiet_waker);
         loop {
-            if let Poll::Ready(found) = check(&mut *state, cx) {
-                if let Some(id) = id.take() {
-                    self.readiness.remove(id);
-                }
-                // Whoever waits on is woken by the socket: it must be
-                // registered for the next readiness.
-                while !state.armed && state.socket.is_some() && self.readiness.anyone() {
-                    if !state.work(socket_cx) {
-                        break;
+            let found = match check(&mut state, quiet_cx) {
+                Poll::Ready(found) => Poll::Ready(found),
+                Poll::Pending => {
+                    if self.readiness.register(id, cx.waker()) && state.work(socket_cx) {
+                        continue;
                     }
+                    // Nothing more to read now: wait where the result comes.
+                    check(&mut state, cx)
                 }
-                return Poll::Ready(found);
-            }
-            if !self.readiness.register(id, cx.waker()) || !state.work(socket_cx) {
+            };
+            let Poll::Ready(found) = found else {
                 return Poll::Pending;
+            };
+            if let Some(id) = id.take() {
+                self.readiness.remove(id);
             }
+            // Whoever waits on is woken by the socket: it must be
+            // registered for the next readiness.
+            while !state.armed && state.socket.is_some() && self.readiness.anyone() {
+                if !state.work(socket_cx) {
+                    break;
+                }
+            }
+            return Poll::Ready(found);
         }
     }
 
@@ -439,11 +460,13 @@ impl<R: Runtime> State<R> {
                 return progressed;
             };
             buffer.clear();
+            let room = buffer.capacity();
             let read = socket.poll_io(cx, Direction::Read, &mut |fd| {
-                Ok(rustix::io::read(
-                    fd,
-                    rustix::buffer::spare_capacity(buffer),
-                )?)
+                let bytes = rustix::io::read(fd, rustix::buffer::spare_capacity(buffer))?;
+                // A short read emptied the socket: no need to read again
+                // to learn it.
+                let exhausted = bytes > 0 && bytes < room;
+                Ok(Moved { bytes, exhausted })
             });
             let Poll::Ready(read) = read else {
                 self.armed = true;
@@ -455,10 +478,13 @@ impl<R: Runtime> State<R> {
             if let Ok(n) = read {
                 tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&buffer[..n]), "qmp received");
             }
-            let end_of_stream = !matches!(read, Ok(n) if n > 0);
+            // Read again at once only after a read that filled the buffer:
+            // there may be more. Otherwise the waiter looks for its result
+            // first.
+            let filled = matches!(read, Ok(n) if n == room);
             router.receive_read(read.map(|n| &buffer[..n]));
             self.settle();
-            if end_of_stream {
+            if !filled {
                 break;
             }
         }
@@ -477,7 +503,13 @@ impl<R: Runtime> State<R> {
         else {
             return true;
         };
-        let written = socket.poll_io(cx, Direction::Write, &mut |fd| send(fd, bytes, fds));
+        let written = socket.poll_io(cx, Direction::Write, &mut |fd| {
+            let sent = send(fd, bytes, fds)?;
+            Ok(Moved {
+                bytes: sent,
+                exhausted: sent < bytes.len(),
+            })
+        });
         match written {
             Poll::Pending => true,
             Poll::Ready(Ok(n)) => {

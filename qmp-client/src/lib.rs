@@ -95,5 +95,5 @@ pub use qmp_proto::{
     ProtocolError, QmpError, RawJson, RouterConfig, SendError, Sequenced, Timestamp, Version,
     VersionTriple,
 };
-pub use runtime::{Direction, Runtime, Socket};
+pub use runtime::{Direction, Moved, Runtime, Socket};
 pub use subscription::{SubscribeOptions, Subscription};

@@ -41,6 +41,18 @@ pub enum Direction {
     Write,
 }
 
+/// What one non-blocking system call of [`Socket::poll_io`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    /// The bytes it read or wrote (0 on a read: the end of the stream).
+    pub bytes: usize,
+    /// It emptied the socket (a read shorter than its buffer) or filled it
+    /// (a write shorter than asked): the next call in this direction had
+    /// better wait for readiness than try, which would only find it
+    /// unready.
+    pub exhausted: bool,
+}
+
 /// A non-blocking socket registered with a reactor.
 ///
 /// The engine does every system call itself, on [`fd`](Socket::fd); the
@@ -51,13 +63,15 @@ pub trait Socket: Send + Sync + 'static {
 
     /// Runs `io`, one non-blocking system call on the socket, until it
     /// does not fail with `WouldBlock`, waiting for `direction`'s
-    /// readiness in between: `Ready` with its result, or `Pending` with
-    /// the waker of `cx` registered for the next readiness. Only the
-    /// waker of the latest call per direction need be kept.
+    /// readiness in between (and first, if the last call in this
+    /// direction was [`exhausted`](Moved::exhausted)): `Ready` with the
+    /// bytes moved, or `Pending` with the waker of `cx` registered for the
+    /// next readiness. Only the waker of the latest call per direction
+    /// need be kept.
     fn poll_io(
         &self,
         cx: &mut Context<'_>,
         direction: Direction,
-        io: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<usize>,
+        io: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<Moved>,
     ) -> Poll<io::Result<usize>>;
 }

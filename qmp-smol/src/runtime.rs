@@ -2,11 +2,12 @@
 //! timers of smol (and of any executor that runs them).
 
 use async_io::{Async, Timer};
-use qmp_client::runtime::{Direction, Runtime, Socket};
+use qmp_client::runtime::{Direction, Moved, Runtime, Socket};
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
@@ -25,7 +26,10 @@ impl Runtime for AsyncIo {
 
     fn register(&self, socket: OwnedFd) -> io::Result<AsyncIoSocket> {
         // Non-blocking already.
-        Async::new_nonblocking(socket).map(AsyncIoSocket)
+        Ok(AsyncIoSocket {
+            io: Async::new_nonblocking(socket)?,
+            exhausted: [AtomicBool::new(false), AtomicBool::new(false)],
+        })
     }
 
     fn sleep_until(&self, deadline: Instant) -> Sleep {
@@ -35,27 +39,39 @@ impl Runtime for AsyncIo {
 
 /// A socket registered with async-io's reactor.
 #[derive(Debug)]
-pub struct AsyncIoSocket(Async<OwnedFd>);
+pub struct AsyncIoSocket {
+    io: Async<OwnedFd>,
+    /// Per direction (read, write): the last call exhausted the socket, so
+    /// the next one waits for readiness before it tries.
+    exhausted: [AtomicBool; 2],
+}
 
 impl Socket for AsyncIoSocket {
     fn fd(&self) -> BorrowedFd<'_> {
-        self.0.get_ref().as_fd()
+        self.io.get_ref().as_fd()
     }
 
     fn poll_io(
         &self,
         cx: &mut Context<'_>,
         direction: Direction,
-        io: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<usize>,
+        io: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<Moved>,
     ) -> Poll<io::Result<usize>> {
+        let exhausted = &self.exhausted[direction as usize];
         loop {
-            match io(self.fd()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                done => return Poll::Ready(done),
+            if !exhausted.swap(false, Ordering::Relaxed) {
+                match io(self.fd()) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                    Ok(moved) => {
+                        exhausted.store(moved.exhausted, Ordering::Relaxed);
+                        return Poll::Ready(Ok(moved.bytes));
+                    }
+                }
             }
             match direction {
-                Direction::Read => ready!(self.0.poll_readable(cx))?,
-                Direction::Write => ready!(self.0.poll_writable(cx))?,
+                Direction::Read => ready!(self.io.poll_readable(cx))?,
+                Direction::Write => ready!(self.io.poll_writable(cx))?,
             }
         }
     }

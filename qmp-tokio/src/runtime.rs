@@ -8,7 +8,7 @@
 //! a write does find the socket full, a duplicate of the descriptor is
 //! registered for writability until that write goes through.
 
-use qmp_client::runtime::{Direction, Runtime, Socket};
+use qmp_client::runtime::{Direction, Moved, Runtime, Socket};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard};
@@ -69,7 +69,7 @@ impl Socket for TokioSocket {
         &self,
         cx: &mut Context<'_>,
         direction: Direction,
-        io: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<usize>,
+        io: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<Moved>,
     ) -> Poll<io::Result<usize>> {
         if direction == Direction::Read {
             return try_io(&self.io, cx, direction, io);
@@ -78,7 +78,7 @@ impl Socket for TokioSocket {
         if writable.is_none() {
             match io(self.fd()) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                done => return Poll::Ready(done),
+                done => return Poll::Ready(done.map(|moved| moved.bytes)),
             }
             let _in_runtime = self.runtime.enter();
             let duplicate = self.fd().try_clone_to_owned()?;
@@ -94,20 +94,28 @@ impl Socket for TokioSocket {
 }
 
 /// Runs `io` once `fd` is ready in `direction`, until it does not find it
-/// unready after all.
+/// unready after all; readiness is cleared when `io` says it exhausted the
+/// socket, on the guard it ran under (so an event since is not lost).
 fn try_io(
     fd: &AsyncFd<OwnedFd>,
     cx: &mut Context<'_>,
     direction: Direction,
-    io: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<usize>,
+    io: &mut dyn FnMut(BorrowedFd<'_>) -> io::Result<Moved>,
 ) -> Poll<io::Result<usize>> {
     loop {
         let mut ready = match direction {
             Direction::Read => ready!(fd.poll_read_ready(cx))?,
             Direction::Write => ready!(fd.poll_write_ready(cx))?,
         };
-        if let Ok(done) = ready.try_io(|fd| io(fd.get_ref().as_fd())) {
-            return Poll::Ready(done);
+        match ready.try_io(|fd| io(fd.get_ref().as_fd())) {
+            Ok(Ok(moved)) => {
+                if moved.exhausted {
+                    ready.clear_ready();
+                }
+                return Poll::Ready(Ok(moved.bytes));
+            }
+            Ok(Err(e)) => return Poll::Ready(Err(e)),
+            Err(_would_block) => {}
         }
     }
 }
