@@ -296,11 +296,12 @@ impl<R: Runtime> Shared<R> {
     }
 
     /// Reads what the socket has now, without waiting, so that the router
-    /// is up to date (before a cursor is taken, say).
+    /// is up to date (before a cursor is taken, say). The reads are made
+    /// directly, whatever the runtime last learnt of the socket's
+    /// readiness: what QEMU sent a moment ago counts.
     pub(crate) fn catch_up(&self) {
         let mut state = self.lock();
-        let cx = &mut Context::from_waker(&self.readiness_waker);
-        while state.work(cx) {}
+        while state.read_now() {}
     }
 
     /// One poll of a waiter numbered `id`: `check` looks for its result
@@ -489,6 +490,33 @@ impl<R: Runtime> State<R> {
             }
         }
         progressed
+    }
+
+    /// One non-blocking read straight from the socket, routed; whether it
+    /// read anything (or met the end), so that there may be more.
+    fn read_now(&mut self) -> bool {
+        let State {
+            router,
+            socket: Some(socket),
+            buffer,
+            ..
+        } = self
+        else {
+            return false;
+        };
+        if router.is_held_up() {
+            return false;
+        }
+        buffer.clear();
+        let read = rustix::io::read(socket.fd(), rustix::buffer::spare_capacity(buffer));
+        let read = match read {
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return false,
+            Err(e) => Err(io::Error::from(e)),
+            Ok(n) => Ok(n),
+        };
+        router.receive_read(read.map(|n| &buffer[..n]));
+        self.settle();
+        true
     }
 
     /// Writes what waits for room, registering for writability if the

@@ -34,6 +34,10 @@ impl fmt::Display for RequestId {
     }
 }
 
+/// The most in-band commands QEMU queues per monitor with OOB negotiated
+/// (its `QMP_REQ_QUEUE_LEN_MAX`): the window's limit then.
+pub const OOB_QUEUE_LIMIT: usize = 8;
+
 /// Settings of a [`Client`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -41,8 +45,12 @@ pub struct ClientConfig {
     /// Enable out-of-band execution when the server offers it.
     /// Default: `false`.
     pub want_oob: bool,
-    /// How many in-band commands may await their reply at once. QEMU asks
-    /// for at most 8 when OOB is enabled. Default: 8. At least 1.
+    /// How many in-band commands may await their reply at once. With OOB
+    /// negotiated the window is at most [`OOB_QUEUE_LIMIT`] (8), the
+    /// commands QEMU queues per monitor; without OOB QEMU reads the next
+    /// command only once it has answered one, so commands in flight wait
+    /// in the socket, cost QEMU nothing and save a round trip each.
+    /// Default: 1024. At least 1.
     pub max_in_flight: usize,
     /// How many commands may wait locally behind the window before
     /// [`SendError::QueueFull`]. Default: 4096.
@@ -60,7 +68,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             want_oob: false,
-            max_in_flight: 8,
+            max_in_flight: 1024,
             max_queued: 4096,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             first_id: 0,
@@ -472,14 +480,23 @@ impl Client {
 
     // ----- internals -------------------------------------------------------
 
+    /// How many in-band commands may be on the wire at once:
+    /// [`ClientConfig::max_in_flight`], and at most [`OOB_QUEUE_LIMIT`]
+    /// with OOB negotiated.
+    pub fn window(&self) -> usize {
+        match self.oob_enabled {
+            true => self.config.max_in_flight.min(OOB_QUEUE_LIMIT),
+            false => self.config.max_in_flight,
+        }
+    }
+
     /// Whether [`execute`](Self::execute) (or, with `oob`,
     /// [`execute_oob`](Self::execute_oob)) would take a command now rather
     /// than fail with [`SendError::QueueFull`]: the window or the queue has
     /// room, or the command skips both. An async caller waits until it
     /// does instead of failing.
     pub fn has_room(&self, oob: bool) -> bool {
-        let goes_to_wire =
-            oob || (self.phase == Phase::Ready && self.in_flight < self.config.max_in_flight);
+        let goes_to_wire = oob || (self.phase == Phase::Ready && self.in_flight < self.window());
         goes_to_wire || self.queue.len() < self.config.max_queued
     }
 
@@ -501,7 +518,7 @@ impl Client {
                 return Err(SendError::OobNotNegotiated);
             }
         }
-        let goes_to_wire = oob || (sendable_now && self.in_flight < self.config.max_in_flight);
+        let goes_to_wire = oob || (sendable_now && self.in_flight < self.window());
         if !self.has_room(oob) {
             return Err(SendError::QueueFull {
                 limit: self.config.max_queued,
@@ -531,7 +548,7 @@ impl Client {
 
     /// Sends queued commands while the window has room.
     fn flush_queue(&mut self) {
-        while self.phase == Phase::Ready && self.in_flight < self.config.max_in_flight {
+        while self.phase == Phase::Ready && self.in_flight < self.window() {
             let Some((id, message)) = self.queue.pop_front() else {
                 break;
             };

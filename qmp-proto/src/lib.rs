@@ -98,7 +98,8 @@
 //!   it the connection ends with [`ProtocolError::MessageTooLarge`] and the
 //!   rest of the message is not stored.
 //! - At most [`ClientConfig::max_in_flight`] in-band commands are on the wire
-//!   at once (default 8, what QEMU expects with OOB); the rest wait in a
+//!   at once (default 1024, and at most [`OOB_QUEUE_LIMIT`], 8, with OOB
+//!   negotiated: what QEMU queues then); the rest wait in a
 //!   queue of at most [`ClientConfig::max_queued`] commands, past which
 //!   [`SendError::QueueFull`] is returned. Out-of-band commands skip both.
 //! - A [forgotten](Client::forget) command keeps its place in the window
@@ -148,7 +149,9 @@ pub mod router;
 mod server;
 pub mod typed;
 
-pub use client::{Client, ClientConfig, ClientOutput, DroppedReplies, Reply, RequestId};
+pub use client::{
+    Client, ClientConfig, ClientOutput, DroppedReplies, Reply, RequestId, OOB_QUEUE_LIMIT,
+};
 pub use error::{End, ProtocolError, SendError};
 pub use framing::DEFAULT_MAX_MESSAGE_SIZE;
 pub use json::RawJson;

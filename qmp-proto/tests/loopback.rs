@@ -313,8 +313,8 @@ fn oob_command_is_sent_as_exec_oob_and_answered() {
 #[test]
 fn commands_past_the_window_wait_for_free_slots_and_oob_skips_the_window() {
     let mut link = Link::negotiated(ClientConfig::default().want_oob(true));
-    let window = link.client.config().max_in_flight;
-    assert_eq!(window, 8, "QEMU's limit is the default");
+    let window = link.client.window();
+    assert_eq!(window, 8, "QEMU's queue is the limit with OOB");
     let names: Vec<String> = (0..window + 2).map(|i| format!("cmd-{i}")).collect();
     for name in &names {
         link.execute(name);

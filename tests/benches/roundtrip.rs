@@ -63,11 +63,11 @@ const SEQUENTIAL: Case = Case {
 };
 
 /// Commands issued at once in the pipelined case (all of them; the client
-/// keeps 8 on the wire and queues the rest).
+/// keeps its default window on the wire and queues the rest).
 const PIPELINED: Case = Case {
     key: "pipelined",
-    name: "pipelined, default window of 8 (per command)",
-    floor: "8 command lines in flight: write as many lines as replies read",
+    name: "pipelined, all issued at once (per command)",
+    floor: "1024 command lines in flight: write as many lines as replies read",
     ops: 4000,
     smoke_ops: 100,
     goal: 10.0,
@@ -82,6 +82,28 @@ const EVENTS: Case = Case {
     goal: 3.0,
 };
 
+/// Against a real QEMU: `qemu-storage-daemon`, the commands all issued at
+/// once; the floor keeps 1024 lines in flight, as the client's default
+/// window does without OOB (QEMU reads the next command only once it has
+/// answered one, so more in flight cost it nothing).
+const QEMU: Case = Case {
+    key: "qemu",
+    name: "20,000 `query-version` at once, real qemu-storage-daemon (per command)",
+    floor: "1024 command lines in flight: write as many lines as replies read",
+    ops: 20_000,
+    smoke_ops: 200,
+    goal: 1.1,
+};
+
+/// The rounds of the real-QEMU case (each is 20,000 commands per subject).
+const QEMU_ROUNDS: usize = 3;
+
+/// The floor's depth in the real-QEMU case.
+const QEMU_WINDOW: usize = WINDOW;
+
+/// The command line of the real-QEMU case.
+const VERSION_LINE: &[u8] = b"{\"execute\": \"query-version\", \"id\": 1}\n";
+
 const CONNECT: Case = Case {
     key: "connect",
     name: "connect + negotiate (per connection)",
@@ -92,8 +114,8 @@ const CONNECT: Case = Case {
 };
 
 /// The pipelining depth of the floor: the adapters' default window
-/// (`ClientConfig::max_in_flight`).
-const WINDOW: usize = 8;
+/// without OOB (`ClientConfig::max_in_flight`).
+const WINDOW: usize = 1024;
 
 // ---------------------------------------------------------------------------
 // The floor's subjects.
@@ -111,17 +133,32 @@ impl Subject for FloorSequential {
     }
 }
 
+/// Keeps `window` copies of one command line in flight.
 struct FloorPipelined {
     floor: Floor,
+    line: usize,
+    window: usize,
+    /// `window` copies of the line.
     lines: Vec<u8>,
+}
+
+impl FloorPipelined {
+    fn new(floor: Floor, line: &[u8], window: usize) -> Self {
+        FloorPipelined {
+            floor,
+            line: line.len(),
+            window,
+            lines: line.repeat(window),
+        }
+    }
 }
 
 impl Subject for FloorPipelined {
     fn run(&mut self, ops: u64) -> Duration {
         let ops = ops as usize;
-        let line = floor::STATUS_LINE.len();
+        let line = self.line;
         let start = Instant::now();
-        let mut sent = WINDOW.min(ops);
+        let mut sent = self.window.min(ops);
         self.floor.write(&self.lines[..sent * line]);
         let mut done = 0;
         while done < ops {
@@ -245,6 +282,33 @@ macro_rules! adapter_subjects {
                             .collect();
                         for status in join_all(calls).await {
                             black_box(status.expect("query-status"));
+                        }
+                        start.elapsed()
+                    })
+                }
+            }
+
+            /// Every command issued at once (the real-QEMU case).
+            pub struct AllAtOnce(Qmp);
+
+            impl AllAtOnce {
+                pub fn new(path: &Path) -> Self {
+                    AllAtOnce(connect(path))
+                }
+            }
+
+            impl Subject for AllAtOnce {
+                fn run(&mut self, ops: u64) -> Duration {
+                    let qmp = self.0.clone();
+                    $block_on(async move {
+                        let start = Instant::now();
+                        let calls = (0..ops)
+                            .map(|_| {
+                                std::future::IntoFuture::into_future(qmp.call("query-version", &()))
+                            })
+                            .collect();
+                        for version in join_all(calls).await {
+                            black_box(version.expect("query-version"));
                         }
                         start.elapsed()
                     })
@@ -472,10 +536,7 @@ fn main() {
         ));
     }
     if wanted(&PIPELINED) {
-        let mut floor = FloorPipelined {
-            floor: Floor::connect(path),
-            lines: floor::STATUS_LINE.repeat(WINDOW),
-        };
+        let mut floor = FloorPipelined::new(Floor::connect(path), floor::STATUS_LINE, WINDOW);
         let mut tokio = on_tokio::Pipelined::new(path);
         let mut task = in_tokio_task::Pipelined::new(path);
         let mut smol = on_smol::Pipelined::new(path);
@@ -505,6 +566,30 @@ fn main() {
         ));
         results.push(measured);
     }
+    // One daemon per subject (QEMU serves one client per monitor), kept
+    // until the end: each is killed when dropped.
+    let mut daemons = Vec::new();
+    if wanted(&QEMU) {
+        daemons = (0..4)
+            .map_while(|_| qmp_tests::qemu::QemuProcess::storage_daemon(&[]))
+            .collect();
+        match &daemons[..] {
+            [floor, tokio, task, smol] => {
+                let floor = Floor::connect(floor.socket());
+                let mut floor = FloorPipelined::new(floor, VERSION_LINE, QEMU_WINDOW);
+                let mut tokio = on_tokio::AllAtOnce::new(tokio.socket());
+                let mut task = in_tokio_task::AllAtOnce::new(task.socket());
+                let mut smol = on_smol::AllAtOnce::new(smol.socket());
+                results.push(run_case(
+                    &QEMU,
+                    &mut [&mut floor, &mut tokio, &mut task, &mut smol],
+                    rounds.min(QEMU_ROUNDS),
+                    smoke,
+                ));
+            }
+            _ => eprintln!("roundtrip: no qemu-storage-daemon, the real-QEMU case is skipped"),
+        }
+    }
     if wanted(&CONNECT) {
         let floor = FloorConnect(path.to_path_buf());
         results.push(with_runtime_floors!(
@@ -532,6 +617,7 @@ fn main() {
         Err(_) => Vec::new(),
     };
     print_table(&results, &decode, rounds);
+    drop(daemons);
     eprintln!("roundtrip: {:.0} s in all", started.elapsed().as_secs_f64());
 }
 

@@ -20,7 +20,7 @@
 //! and the test wait on each other's messages and channels.
 
 use qmp_client::{ConnectOptions, Error};
-use qmp_proto::{ClientConfig, End, ProtocolError, QmpError};
+use qmp_proto::{ClientConfig, End, ProtocolError, QmpError, Timestamp};
 use qmp_tests::mock::{Action, Mock, MockConfig, Peer};
 use serde_json::{json, Value};
 use std::sync::mpsc;
@@ -150,29 +150,35 @@ qmp_tests::on_both_runtimes! {
 
     /// An error reply without id (QEMU's answer to input it cannot parse)
     /// while no command is in flight: not fatal, no caller gets it, and it
-    /// can be read back with `take_unattributed_errors`.
+    /// can be read back with `take_unattributed_errors`. (A `MARK` event
+    /// follows each, so the test knows it has come while nothing was in
+    /// flight.)
     #[test]
     fn error_without_id_with_nothing_in_flight_is_kept_aside() {
-        let (stream, mock) = Mock::pair(MockConfig::default(), |peer: Peer| {
+        let (go, wait) = std::sync::mpsc::channel();
+        let mut wait = Some(wait);
+        let (stream, mock) = Mock::pair(MockConfig::default(), move |peer: Peer| {
             peer.serve(|command| {
                 let stray =
                     Action::ErrorWithoutId(QmpError::generic("JSON parse error, invalid keyword"));
-                match command.name.as_str() {
-                    "first" | "second" => vec![echo(command), stray],
+                let mark = Action::Event("MARK".into(), Value::Null, Timestamp::default());
+                match (command.name.as_str(), wait.take()) {
+                    ("first", Some(wait)) => vec![echo(command), Action::Wait(wait), stray, mark],
                     _ => vec![echo(command)],
                 }
             })
         });
         rt::block_on(async {
             let qmp = connect(stream).await;
-            for name in ["first", "second", "third"] {
-                assert_eq!(call(&qmp, name).await.expect("reply"), answer_to(name));
-            }
+            let cursor = qmp.cursor();
+            assert_eq!(call(&qmp, "first").await.expect("reply"), answer_to("first"));
+            go.send(()).unwrap();
+            qmp.wait_for_event(cursor, qmp::EventFilter::name("MARK"), HANG).await.unwrap();
+            assert_eq!(call(&qmp, "second").await.expect("reply"), answer_to("second"));
             assert_eq!(qmp.end_reason(), None);
-            // `second`'s stray came after its reply: wait for `third`'s.
             let strays = qmp.take_unattributed_errors();
-            assert_eq!(strays.len(), 2, "{strays:?}");
-            assert!(strays.iter().all(|e| e.desc.starts_with("JSON parse error")));
+            assert_eq!(strays.len(), 1, "{strays:?}");
+            assert!(strays[0].desc.starts_with("JSON parse error"));
             assert!(qmp.take_unattributed_errors().is_empty(), "taken once");
             assert_eq!(qmp.dropped_replies(), qmp::DroppedReplies::default());
             qmp.close();

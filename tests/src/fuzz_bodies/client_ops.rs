@@ -410,6 +410,14 @@ impl Model {
         }
     }
 
+    /// QEMU queues at most 8 in-band commands with OOB on.
+    fn window(&self) -> usize {
+        match self.oob {
+            true => self.max_in_flight.min(qmp_proto::OOB_QUEUE_LIMIT),
+            false => self.max_in_flight,
+        }
+    }
+
     fn allocate(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id = id.wrapping_add(1);
@@ -428,7 +436,7 @@ impl Model {
         if oob && !self.oob {
             return Err(SendError::OobNotNegotiated);
         }
-        let to_wire = oob || (ready && self.in_flight < self.max_in_flight);
+        let to_wire = oob || (ready && self.in_flight < self.window());
         if !to_wire && self.queue.len() >= self.max_queued {
             return Err(SendError::QueueFull {
                 limit: self.max_queued,
@@ -480,7 +488,7 @@ impl Model {
     }
 
     fn flush(&mut self) {
-        while self.phase == Phase::Ready && self.in_flight < self.max_in_flight {
+        while self.phase == Phase::Ready && self.in_flight < self.window() {
             let Some(command) = self.queue.pop_front() else {
                 break;
             };
