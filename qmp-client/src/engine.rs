@@ -74,6 +74,10 @@ pub(crate) struct State<R: Runtime> {
     pub(crate) fd_turn: Line,
     /// Holders of the descriptor turn (0 or 1).
     pub(crate) fd_turn_held: bool,
+    /// A write found the peer gone (`EPIPE`, reset): what is left to send
+    /// is dropped, and reading goes on to the end of the stream, which
+    /// says how the connection ended (after the replies still in it).
+    peer_stopped_reading: bool,
 }
 
 /// A first-come, first-served line of tickets, with the waker of each: a
@@ -258,6 +262,7 @@ impl<R: Runtime> Shared<R> {
                 room: Line::default(),
                 fd_turn: Line::default(),
                 fd_turn_held: false,
+                peer_stopped_reading: false,
             }),
             readiness_waker: Waker::from(readiness.clone()),
             quiet_waker: Waker::from(Arc::new(Quiet)),
@@ -407,18 +412,28 @@ impl<R: Runtime> State<R> {
             socket: Some(socket),
             unsent,
             fds,
+            peer_stopped_reading,
             ..
         } = self
         else {
             return Ok(());
         };
         let mut failed = None;
-        router.transmit_with(unsent, |bytes| match send(socket.fd(), bytes, fds) {
-            Ok(n) => Some(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-            Err(e) => {
-                failed = Some(e);
-                None
+        router.transmit_with(unsent, |bytes| {
+            if *peer_stopped_reading {
+                return Some(bytes.len());
+            }
+            match send(socket.fd(), bytes, fds) {
+                Ok(n) => Some(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                Err(e) if stopped_reading(&e) => {
+                    *peer_stopped_reading = true;
+                    Some(bytes.len())
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
             }
         });
         if let Some(e) = failed {
@@ -546,6 +561,11 @@ impl<R: Runtime> State<R> {
                 self.settle();
                 true
             }
+            Poll::Ready(Err(e)) if stopped_reading(&e) => {
+                self.unsent = None;
+                self.peer_stopped_reading = true;
+                true
+            }
             Poll::Ready(Err(e)) => {
                 self.unsent = None;
                 self.router.fail_transport(e.to_string());
@@ -554,6 +574,14 @@ impl<R: Runtime> State<R> {
             }
         }
     }
+}
+
+/// Whether a write failed because the peer has closed the connection.
+fn stopped_reading(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
 }
 
 /// One non-blocking write of `bytes`; `fds`, if any, go with its first

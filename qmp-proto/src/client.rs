@@ -713,23 +713,27 @@ impl Client {
     /// Answers commands with the error replies that came without an id.
     ///
     /// QEMU sends one when it cannot parse a command, so it cannot tell
-    /// whose it is, and that command never gets another reply. It answers
-    /// one of the commands on the wire when it came; as the others get
-    /// their replies, the one left is the one it answers. With a single
-    /// command in flight that is at once; with several, once the others
-    /// are answered (or at once if there are as many such errors as
-    /// candidates, oldest command first). So no call waits forever, keeps
-    /// its slot of the window forever, or gets another's reply. An error
-    /// left with no candidate is reported as
-    /// [`ClientOutput::UnattributedError`].
+    /// whose it is, and that command never gets another reply. Without
+    /// OOB, QEMU reads a command only once it has answered the one before:
+    /// the error answers the oldest command on the wire, at once. With OOB
+    /// it parses ahead and answers a parse error at once, before the
+    /// commands queued ahead of it: the error answers one of the commands
+    /// on the wire when it came, known once the others have their replies
+    /// (or once as many such errors have come as there are candidates,
+    /// oldest command first). So no call waits forever, keeps its slot of
+    /// the window forever, or gets another's reply. An error left with no
+    /// candidate is reported as [`ClientOutput::UnattributedError`].
     fn attribute_idless_errors(&mut self) {
         while let Some((_, candidates)) = self.idless_errors.front() {
             let culprit = match candidates.len() {
                 0 => None,
                 1 => candidates.first().copied(),
+                _ if !self.oob_enabled => candidates.first().copied(),
                 n => {
-                    let alike = self.idless_errors.iter().filter(|(_, c)| c == candidates);
-                    if alike.count() >= n {
+                    let within = (self.idless_errors.iter())
+                        .filter(|(_, c)| c.is_subset(candidates))
+                        .count();
+                    if within >= n {
                         candidates.first().copied()
                     } else {
                         return;

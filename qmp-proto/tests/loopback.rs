@@ -457,11 +457,33 @@ fn error_without_id_answers_the_one_command_in_flight() {
     assert_eq!(link.client.in_flight(), 0);
 }
 
-/// With several on the wire, it answers the one left once the others have
-/// their replies: nobody gets another's answer.
+/// Without OOB, QEMU reads a command only once it has answered the one
+/// before: the error answers the oldest command on the wire, at once.
+#[test]
+fn error_without_id_answers_the_oldest_command_without_oob() {
+    let mut link = Link::default_negotiated();
+    let oldest = link.execute("oldest");
+    let next = link.execute("next");
+    let error = QmpError::generic("JSON parse error, invalid keyword 'bad'");
+    link.server.reply(None, Err(&error));
+    link.pump();
+    assert_eq!(
+        link.take_client_outputs(),
+        [ClientOutput::Reply(Reply {
+            id: oldest,
+            result: Err(error)
+        })]
+    );
+    assert!(link.client.is_pending(next));
+}
+
+/// With OOB, QEMU answers a parse error before the commands queued ahead
+/// of it: with several on the wire, the error answers the one left once
+/// the others have their replies, and nobody gets another's answer.
 #[test]
 fn error_without_id_answers_the_command_the_others_leave() {
-    let mut link = Link::default_negotiated();
+    let mut link = Link::negotiated(ClientConfig::default().want_oob(true));
+    assert!(link.client.oob_enabled());
     let first = link.execute("first");
     let broken = link.execute("broken");
     let last = link.execute("last");

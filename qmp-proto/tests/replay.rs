@@ -88,12 +88,14 @@ struct Expected {
 /// Which of the replayed client's commands are on the wire, message by
 /// message. The sessions' id-less errors answer input the recording
 /// script wrote by hand, but the replayed client, which sends all its
-/// commands at once, takes each for the answer of one of its own: of the
-/// commands on the wire when it came, the one left once the others have
-/// their replies (the rule `Client` documents). Its real reply is then
-/// unknown. Worked out here from the capture alone.
+/// commands at once, takes each for the answer of one of its own (the rule
+/// `Client` documents: without OOB the oldest on the wire; with OOB, of
+/// the commands on the wire when it came, the one left once the others
+/// have their replies). Its real reply is then unknown. Worked out here
+/// from the capture alone.
 struct OnTheWire {
     window: usize,
+    oob_negotiated: bool,
     sent: BTreeSet<u64>,
     oob: BTreeSet<u64>,
     queued: VecDeque<u64>,
@@ -155,8 +157,12 @@ impl OnTheWire {
             self.errors.push_back((error, self.sent.clone()));
         }
         while let Some((_, candidates)) = self.errors.front() {
-            let alike = self.errors.iter().filter(|(_, c)| c == candidates).count();
-            if candidates.len() > 1 && alike < candidates.len() {
+            let within = self
+                .errors
+                .iter()
+                .filter(|(_, c)| c.is_subset(candidates))
+                .count();
+            if self.oob_negotiated && candidates.len() > 1 && within < candidates.len() {
                 return;
             }
             let culprit = candidates.first().copied();
@@ -193,6 +199,7 @@ fn expected_from_capture(capture: &Capture) -> Expected {
     let commands = capture.commands_after_negotiation();
     let max_in_flight = capture.client_config().max_in_flight;
     let mut wire = OnTheWire {
+        oob_negotiated: capture.negotiates_oob(),
         window: match capture.negotiates_oob() {
             true => max_in_flight.min(OOB_QUEUE_LIMIT),
             false => max_in_flight,

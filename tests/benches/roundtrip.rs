@@ -262,53 +262,27 @@ macro_rules! adapter_subjects {
                 }
             }
 
-            pub struct Pipelined(Qmp);
-
-            impl Pipelined {
-                pub fn new(path: &Path) -> Self {
-                    Pipelined(connect(path))
-                }
-            }
-
-            impl Subject for Pipelined {
-                fn run(&mut self, ops: u64) -> Duration {
-                    let qmp = self.0.clone();
-                    $block_on(async move {
-                        let start = Instant::now();
-                        let calls = (0..ops)
-                            .map(|_| {
-                                std::future::IntoFuture::into_future(qmp.call("query-status", &()))
-                            })
-                            .collect();
-                        for status in join_all(calls).await {
-                            black_box(status.expect("query-status"));
-                        }
-                        start.elapsed()
-                    })
-                }
-            }
-
-            /// Every command issued at once (the real-QEMU case).
-            pub struct AllAtOnce(Qmp);
+            /// Every command issued at once: the pipelined case
+            /// (`query-status` to the mock) and the real-QEMU one
+            /// (`query-version`).
+            pub struct AllAtOnce(Qmp, &'static str);
 
             impl AllAtOnce {
-                pub fn new(path: &Path) -> Self {
-                    AllAtOnce(connect(path))
+                pub fn new(path: &Path, command: &'static str) -> Self {
+                    AllAtOnce(connect(path), command)
                 }
             }
 
             impl Subject for AllAtOnce {
                 fn run(&mut self, ops: u64) -> Duration {
-                    let qmp = self.0.clone();
+                    let (qmp, command) = (self.0.clone(), self.1);
                     $block_on(async move {
                         let start = Instant::now();
                         let calls = (0..ops)
-                            .map(|_| {
-                                std::future::IntoFuture::into_future(qmp.call("query-version", &()))
-                            })
+                            .map(|_| std::future::IntoFuture::into_future(qmp.call(command, &())))
                             .collect();
-                        for version in join_all(calls).await {
-                            black_box(version.expect("query-version"));
+                        for reply in join_all(calls).await {
+                            black_box(reply.expect(command));
                         }
                         start.elapsed()
                     })
@@ -537,9 +511,9 @@ fn main() {
     }
     if wanted(&PIPELINED) {
         let mut floor = FloorPipelined::new(Floor::connect(path), floor::STATUS_LINE, WINDOW);
-        let mut tokio = on_tokio::Pipelined::new(path);
-        let mut task = in_tokio_task::Pipelined::new(path);
-        let mut smol = on_smol::Pipelined::new(path);
+        let mut tokio = on_tokio::AllAtOnce::new(path, "query-status");
+        let mut task = in_tokio_task::AllAtOnce::new(path, "query-status");
+        let mut smol = on_smol::AllAtOnce::new(path, "query-status");
         results.push(run_case(
             &PIPELINED,
             &mut [&mut floor, &mut tokio, &mut task, &mut smol],
@@ -577,9 +551,9 @@ fn main() {
             [floor, tokio, task, smol] => {
                 let floor = Floor::connect(floor.socket());
                 let mut floor = FloorPipelined::new(floor, VERSION_LINE, QEMU_WINDOW);
-                let mut tokio = on_tokio::AllAtOnce::new(tokio.socket());
-                let mut task = in_tokio_task::AllAtOnce::new(task.socket());
-                let mut smol = on_smol::AllAtOnce::new(smol.socket());
+                let mut tokio = on_tokio::AllAtOnce::new(tokio.socket(), "query-version");
+                let mut task = in_tokio_task::AllAtOnce::new(task.socket(), "query-version");
+                let mut smol = on_smol::AllAtOnce::new(smol.socket(), "query-version");
                 results.push(run_case(
                     &QEMU,
                     &mut [&mut floor, &mut tokio, &mut task, &mut smol],

@@ -12,6 +12,18 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+/// Polls `future` once, on any runtime: whether it finished. A test takes
+/// a call's first step with it (the command is issued) and then keeps the
+/// future aside, or drops it.
+pub async fn poll_once<F: Future + ?Sized>(future: std::pin::Pin<&mut F>) -> bool {
+    let mut future = Some(future);
+    poll_fn(|cx| match future.take() {
+        Some(future) => Poll::Ready(future.poll(cx).is_ready()),
+        None => Poll::Ready(true),
+    })
+    .await
+}
+
 /// Waits for `duration` on runtime `R`'s timer.
 async fn sleep_on<R: Runtime>(duration: Duration) {
     let runtime = R::current().expect("called inside the runtime");

@@ -5,25 +5,14 @@
 
 use qmp_client::{ClientConfig, ConnectOptions, Error, SendError};
 use qmp_tests::mock::{Action, Mock, MockConfig, Peer};
+use qmp_tests::runtime::poll_once;
 use serde_json::json;
-use std::future::{poll_fn, Future, IntoFuture};
-use std::pin::Pin;
+use std::future::IntoFuture;
 use std::sync::mpsc;
-use std::task::Poll;
 use std::time::Duration;
 
 /// Far more than any case needs: reaching it means something hung.
 const HANG: Duration = Duration::from_secs(60);
-
-/// Polls `future` once: whether it finished.
-async fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> bool {
-    let mut future = Some(future);
-    poll_fn(|cx| match future.take() {
-        Some(future) => Poll::Ready(future.poll(cx).is_ready()),
-        None => Poll::Ready(true),
-    })
-    .await
-}
 
 /// Answers every command with `{}`; `hold` only once `release` fires.
 fn holding(peer: Peer, release: mpsc::Receiver<()>) -> Vec<String> {

@@ -6,12 +6,12 @@
 use qmp_client::Error;
 use qmp_proto::{End, Timestamp};
 use qmp_tests::mock::{Action, Mock, MockConfig, Peer};
+use qmp_tests::runtime::poll_once;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use serde_json::{json, Value};
-use std::future::{poll_fn, Future, IntoFuture};
+use std::future::{poll_fn, IntoFuture};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -59,16 +59,6 @@ fn sees_the_close_now(theirs: &UnixStream) -> bool {
         && fds[0]
             .revents()
             .intersects(PollFlags::RDHUP | PollFlags::HUP)
-}
-
-/// Polls `future` once: whether it finished.
-async fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> bool {
-    let mut future = Some(future);
-    poll_fn(|cx| match future.take() {
-        Some(future) => Poll::Ready(future.poll(cx).is_ready()),
-        None => Poll::Ready(true),
-    })
-    .await
 }
 
 qmp_tests::on_both_runtimes! {

@@ -41,6 +41,17 @@ fn answer_to(name: &str) -> Value {
     json!({ "answer_to": name })
 }
 
+/// Answers `garbled` as QEMU answers a command it could not parse (an
+/// error without an id), anything else with [`echo`].
+fn garbling(peer: Peer) -> std::io::Result<Vec<String>> {
+    peer.serve(|command| match command.name.as_str() {
+        "garbled" => vec![Action::ErrorWithoutId(QmpError::generic(
+            "JSON parse error, invalid keyword",
+        ))],
+        _ => vec![echo(command)],
+    })
+}
+
 /// The command's id as the client sent it (an integer).
 fn wire_id(command: &qmp_proto::Command) -> u64 {
     command
@@ -191,14 +202,7 @@ qmp_tests::on_both_runtimes! {
     /// (it used to wait forever, and keep its slot of the window).
     #[test]
     fn error_without_id_answers_the_one_call_in_flight() {
-        let (stream, mock) = Mock::pair(MockConfig::default(), |peer: Peer| {
-            peer.serve(|command| match command.name.as_str() {
-                "garbled" => vec![Action::ErrorWithoutId(QmpError::generic(
-                    "JSON parse error, invalid keyword",
-                ))],
-                _ => vec![echo(command)],
-            })
-        });
+        let (stream, mock) = Mock::pair(MockConfig::default(), garbling);
         rt::block_on(async {
             let qmp = connect(stream).await;
             let failed = call(&qmp, "garbled").await.expect_err("an error reply");
@@ -220,14 +224,7 @@ qmp_tests::on_both_runtimes! {
     /// every later command for good).
     #[test]
     fn errors_without_id_never_hold_the_window() {
-        let (stream, mock) = Mock::pair(MockConfig::default(), |peer: Peer| {
-            peer.serve(|command| match command.name.as_str() {
-                "garbled" => vec![Action::ErrorWithoutId(QmpError::generic(
-                    "JSON parse error, invalid keyword",
-                ))],
-                _ => vec![echo(command)],
-            })
-        });
+        let (stream, mock) = Mock::pair(MockConfig::default(), garbling);
         rt::block_on(async {
             let qmp = connect(stream).await;
             let calls: Vec<_> = (0..9).map(|_| spawn_call(&qmp, "garbled")).collect();
@@ -432,15 +429,16 @@ qmp_tests::on_both_runtimes! {
         mock.join();
     }
 
-    /// The server vanishes with twenty calls pending: eight on the wire,
-    /// twelve queued behind the in-flight window. Every one fails promptly
-    /// with `PeerClosed`, and so do the subscription and later calls.
+    /// The server vanishes with twenty calls pending, having read eight of
+    /// them (the rest meet a closed socket). Every one fails promptly with
+    /// `PeerClosed`, not a write error, and so do the subscription and
+    /// later calls.
     #[test]
     fn peer_vanishing_fails_every_pending_call() {
         const CALLS: usize = 20;
         let (stream, mock) = Mock::pair(MockConfig::default(), |mut peer: Peer| {
             peer.greet().expect("greet");
-            // The window lets eight through; wait for all of them.
+            // Eight of them, then gone.
             let received: Vec<_> = (0..8).map(|_| peer.next_command().expect("command")).collect();
             peer.close();
             received.len()

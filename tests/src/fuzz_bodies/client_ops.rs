@@ -615,14 +615,18 @@ impl Model {
         self.flush();
     }
 
-    /// An id-less error is the answer of the one command left of those on
-    /// the wire when it came; or, when as many errors came with the same
-    /// commands on the wire, of the oldest. One with none left is
-    /// unattributed.
+    /// An id-less error is, without OOB, the answer of the oldest command
+    /// on the wire; with OOB, of the one command left of those on the wire
+    /// when it came, or, when as many errors came with no other candidates,
+    /// of the oldest. One with none left is unattributed.
     fn match_idless(&mut self) {
         while let Some((_, candidates)) = self.idless.first() {
-            let alike = self.idless.iter().filter(|(_, c)| c == candidates).count();
-            if candidates.len() > 1 && alike < candidates.len() {
+            let within = self
+                .idless
+                .iter()
+                .filter(|(_, c)| c.is_subset(candidates))
+                .count();
+            if self.oob && candidates.len() > 1 && within < candidates.len() {
                 return;
             }
             let oldest = candidates.first().copied();
