@@ -498,7 +498,7 @@ impl<R: Runtime> State<R> {
             // there may be more. Otherwise the waiter looks for its result
             // first.
             let filled = matches!(read, Ok(n) if n == room);
-            router.receive_read(read.map(|n| &buffer[..n]));
+            receive_read(router, read.map(|n| &buffer[..n]));
             self.settle();
             if !filled {
                 break;
@@ -529,7 +529,7 @@ impl<R: Runtime> State<R> {
             Err(e) => Err(io::Error::from(e)),
             Ok(n) => Ok(n),
         };
-        router.receive_read(read.map(|n| &buffer[..n]));
+        receive_read(router, read.map(|n| &buffer[..n]));
         self.settle();
         true
     }
@@ -573,6 +573,19 @@ impl<R: Runtime> State<R> {
                 false
             }
         }
+    }
+}
+
+/// Gives the router the outcome of one read: the bytes (none at the end of
+/// the stream) or the error. A reset counts as the end of the stream: it
+/// is how QEMU's socket closes when QEMU exits, and the framer still tells
+/// a clean end from one inside a message.
+fn receive_read(router: &mut Router<Waiters>, read: io::Result<&[u8]>) {
+    match read {
+        Ok([]) => router.receive_eof(),
+        Ok(bytes) => router.receive(bytes),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => router.receive_eof(),
+        Err(e) => router.fail_transport(e.to_string()),
     }
 }
 

@@ -1,8 +1,8 @@
 //! Routing a [`Client`]'s outputs to the callers that wait for them.
 //!
-//! The adapters (`qmp-tokio`, `qmp-smol`) share everything here and add only
-//! their runtime's channels, sockets and timers. A [`Router`] owns the client
-//! machine and:
+//! It is pure routing, with no I/O and no async: the async client
+//! (`qmp-client`) adds its oneshots, queues and sockets, and a custom event
+//! loop can use it as it is. A [`Router`] owns the client machine and:
 //!
 //! - hands each reply to the waiter of its command, and forgets the command
 //!   when its waiter goes away;
@@ -11,11 +11,13 @@
 //!   may already have arrived, with no race;
 //! - offers each event to every matching subscriber through a bounded queue:
 //!   a subscriber that does not keep up is told how many events it missed,
-//!   and never slows replies or grows memory;
+//!   and never slows replies or grows memory (unless it asked to lose
+//!   nothing: then the router holds its events and says the connection
+//!   should stop reading, [`Router::is_held_up`]);
 //! - fails every waiter and ends every subscription with the cause when the
 //!   connection ends.
 //!
-//! The runtime-specific parts come in through [`Delivery`].
+//! The caller's waiters and queues come in through [`Delivery`].
 
 use crate::client::{Client, ClientOutput, RequestId};
 use crate::error::{End, SendError};
@@ -180,8 +182,7 @@ pub trait Delivery {
     type Call: Waiter<Result<RawJson, Failure>>;
     /// The waiter of one event wait (e.g. a oneshot's sender).
     type Wait: Waiter<Result<Sequenced, Failure>>;
-    /// One subscriber's bounded queue (e.g. a
-    /// `notice_queue::NoticeSink`, with the `std` feature).
+    /// One subscriber's bounded queue (e.g. one its task reads).
     type Subscriber: Subscriber;
 }
 
@@ -527,20 +528,6 @@ impl<D: Delivery> Router<D> {
     /// Says the socket reached end of file.
     pub fn receive_eof(&mut self) {
         self.client.receive_eof();
-    }
-
-    /// Gives the outcome of one read from the socket: the bytes read (none
-    /// at end of file) or the error. A reset counts as end of file: it is
-    /// how QEMU's socket closes when QEMU exits, and the framer still tells
-    /// a clean end from one inside a message.
-    #[cfg(feature = "std")]
-    pub fn receive_read(&mut self, read: std::io::Result<&[u8]>) {
-        match read {
-            Ok([]) => self.receive_eof(),
-            Ok(bytes) => self.receive(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => self.receive_eof(),
-            Err(e) => self.fail_transport(alloc::string::ToString::to_string(&e)),
-        }
     }
 
     /// Closes the connection from this side.
