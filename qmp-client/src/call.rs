@@ -49,26 +49,25 @@ use std::time::{Duration, Instant};
 #[must_use = "a call does nothing until it is awaited"]
 pub struct Call<'a, R: Runtime, A: ?Sized, T = RawJson> {
     qmp: &'a Qmp<R>,
-    name: &'a str,
-    arguments: &'a A,
+    issue: Issue<'a, A>,
     /// `None`: the connection's default.
     timeout: Option<Option<Duration>>,
-    oob: bool,
-    fds: Vec<OwnedFd>,
-    wait_for_room: bool,
     decode: fn(RawJson) -> Result<T, Error>,
 }
 
 impl<'a, R: Runtime, A: Serialize + Sync + ?Sized> Call<'a, R, A> {
     pub(crate) fn new(qmp: &'a Qmp<R>, name: &'a str, arguments: &'a A) -> Self {
-        Call {
-            qmp,
+        let issue = Issue {
             name,
             arguments,
-            timeout: None,
             oob: false,
             fds: Vec::new(),
             wait_for_room: true,
+        };
+        Call {
+            qmp,
+            issue,
+            timeout: None,
             decode: Ok,
         }
     }
@@ -92,7 +91,7 @@ impl<'a, R: Runtime, A: Serialize + Sync + ?Sized, T> Call<'a, R, A, T> {
     /// ([`ConnectOptions::want_oob`](crate::ConnectOptions::want_oob)), or
     /// the call fails with [`SendError::OobNotNegotiated`](crate::SendError::OobNotNegotiated).
     pub fn oob(mut self) -> Self {
-        self.oob = true;
+        self.issue.oob = true;
         self
     }
 
@@ -101,7 +100,7 @@ impl<'a, R: Runtime, A: Serialize + Sync + ?Sized, T> Call<'a, R, A, T> {
     /// call fails with [`Error::FdPassingUnsupported`] before anything is
     /// sent.
     pub fn fds(mut self, fds: impl IntoIterator<Item = OwnedFd>) -> Self {
-        self.fds.extend(fds);
+        self.issue.fds.extend(fds);
         self
     }
 
@@ -114,7 +113,7 @@ impl<'a, R: Runtime, A: Serialize + Sync + ?Sized, T> Call<'a, R, A, T> {
     /// once when the in-flight window and the local queue are both full,
     /// instead of waiting for room.
     pub fn try_now(mut self) -> Self {
-        self.wait_for_room = false;
+        self.issue.wait_for_room = false;
         self
     }
 
@@ -130,22 +129,14 @@ impl<'a, R: Runtime, A: Serialize + Sync + ?Sized, T> Call<'a, R, A, T> {
     ) -> Call<'a, R, A, U> {
         let Call {
             qmp,
-            name,
-            arguments,
+            issue,
             timeout,
-            oob,
-            fds,
-            wait_for_room,
             ..
         } = self;
         Call {
             qmp,
-            name,
-            arguments,
+            issue,
             timeout,
-            oob,
-            fds,
-            wait_for_room,
             decode,
         }
     }
@@ -153,35 +144,23 @@ impl<'a, R: Runtime, A: Serialize + Sync + ?Sized, T> Call<'a, R, A, T> {
     async fn run(self) -> Result<T, Error> {
         let Call {
             qmp,
-            name,
-            arguments,
+            issue,
             timeout,
-            oob,
-            fds,
-            wait_for_room,
             decode,
         } = self;
-        if !fds.is_empty() && !qmp.can_pass_fds() {
+        if !issue.fds.is_empty() && !qmp.can_pass_fds() {
             return Err(Error::FdPassingUnsupported);
         }
         let shared = qmp.shared();
         let limit = timeout.unwrap_or(qmp.options().call_timeout);
         let deadline = limit.and_then(|limit| Instant::now().checked_add(limit));
         let work = async {
-            let _turn = match fds.is_empty() {
+            let _turn = match issue.fds.is_empty() {
                 true => None,
                 false => Some(FdTurn::take(shared).await),
             };
             let (reply_to, reply) = answer();
-            let issue = Issue {
-                name,
-                arguments,
-                oob,
-                fds,
-                reply_to,
-                wait_for_room,
-            };
-            let id = issue.run(shared).await;
+            let id = issue.run(shared, reply_to).await;
             let mut in_flight = Forget { shared, id };
             let answered = shared.wait(|_, cx| reply.poll_take(cx)).await;
             // Answered, or ended: the router let go of the command already.
@@ -211,27 +190,29 @@ where
     }
 }
 
-/// Issuing a command: once there is room for it, in the order callers
-/// came.
+/// A command to issue, and how: once there is room for it, in the order
+/// callers came (unless `wait_for_room` is off).
 struct Issue<'a, A: ?Sized> {
     name: &'a str,
     arguments: &'a A,
     oob: bool,
     fds: Vec<OwnedFd>,
-    reply_to: Answering<Result<RawJson, Failure>>,
     wait_for_room: bool,
 }
 
 impl<A: Serialize + Sync + ?Sized> Issue<'_, A> {
     /// The command's id once issued; `None` if it was rejected (its
     /// answer, the rejection, is delivered already).
-    async fn run<R: Runtime>(self, shared: &Shared<R>) -> Option<RequestId> {
+    async fn run<R: Runtime>(
+        self,
+        shared: &Shared<R>,
+        reply_to: Answering<Result<RawJson, Failure>>,
+    ) -> Option<RequestId> {
         let Issue {
             name,
             arguments,
             oob,
             fds,
-            reply_to,
             wait_for_room,
         } = self;
         let mut issuing = Some((reply_to, fds));
