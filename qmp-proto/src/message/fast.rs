@@ -488,11 +488,13 @@ impl Cursor<'_> {
         match self.peek()? {
             b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 1,
             b'u' => {
-                let Some(hex) = self.buf.get(self.at + 1..self.at + 5) else {
-                    self.starved = true;
-                    return None;
-                };
+                let hex = self.buf.get(self.at + 1..).unwrap_or_default();
+                let hex = hex.get(..4).unwrap_or(hex);
                 if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                if hex.len() < 4 {
+                    self.starved = true;
                     return None;
                 }
                 self.at += 5;
@@ -543,16 +545,18 @@ impl Cursor<'_> {
         Some(())
     }
 
+    /// `word`. Cut short by the end of the bytes it is `None`, starved;
+    /// anything else that is not `word` is `None`, refused.
     fn literal(&mut self, word: &[u8]) -> Option<()> {
-        let Some(bytes) = self.buf.get(self.at..self.at + word.len()) else {
-            self.starved = true;
-            return None;
-        };
-        if bytes != word {
-            return None;
+        let rest = self.buf.get(self.at..).unwrap_or_default();
+        if rest.starts_with(word) {
+            self.at += word.len();
+            return Some(());
         }
-        self.at += word.len();
-        Some(())
+        if word.starts_with(rest) {
+            self.starved = true;
+        }
+        None
     }
 
     /// A member's key, its colon and the space after. Returns whether the
@@ -869,6 +873,21 @@ mod tests {
         ];
         for text in refused {
             assert!(!check(text.as_bytes()), "{text}");
+            check_starved_only_on_a_prefix(text.as_bytes());
+        }
+        // Complete but invalid: refused at once, never waited on.
+        for text in [
+            "{\"a\":[\t\tt}",
+            "{\"a\":\r\r\rnu}",
+            "{\"\":f4}",
+            "{\"a\": \"\\u12\"}",
+            "{\"a\": [1, fals]}",
+        ] {
+            assert_eq!(
+                super::object_members_from(text.as_bytes(), &mut Default::default()),
+                super::Progress::Refused,
+                "{text}"
+            );
         }
         let accepted: &[&str] = &[
             r#"{"return": {}, "id": 1}"#,
@@ -917,6 +936,24 @@ mod tests {
         (None, starved)
     }
 
+    /// Starved only where the framer's scan finds no end either: where the
+    /// scan would find the end of an invalid object, it is refused at
+    /// once, not waited on.
+    fn check_starved_only_on_a_prefix(bytes: &[u8]) {
+        use super::{object_members_from, Partial, Progress};
+        if object_members_from(bytes, &mut Partial::default()) != Progress::Starved {
+            return;
+        }
+        let mut framer = crate::framing::Framer::new(usize::MAX);
+        framer.push(bytes);
+        if let Some(frame) = framer.next_frame() {
+            panic!(
+                "starved on {:?}, where the scan found {frame:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
     /// A message given in pieces is read as it is whole.
     fn check_resumed(bytes: &[u8], cuts: &[usize]) {
         let whole = super::object_members(bytes);
@@ -951,7 +988,10 @@ mod tests {
     /// Random inputs; proptest needs std.
     #[cfg(feature = "std")]
     mod random {
-        use super::{check, check_resumed, message_starts, parse_server_prefix, CAPTURES};
+        use super::{
+            check, check_resumed, check_starved_only_on_a_prefix, message_starts,
+            parse_server_prefix, CAPTURES,
+        };
         use alloc::vec::Vec;
         use proptest::prelude::*;
 
@@ -1005,6 +1045,9 @@ mod tests {
                 }
                 check(&bytes);
                 check_resumed(&bytes, &cuts(&bytes, &splits));
+                for cut in cuts(&bytes, &splits) {
+                    check_starved_only_on_a_prefix(&bytes[..cut]);
+                }
             }
 
             #[test]
@@ -1016,6 +1059,7 @@ mod tests {
                 bytes.extend(body.iter().map(|&i| ALPHABET[i]));
                 check(&bytes);
                 check_resumed(&bytes, &cuts(&bytes, &splits));
+                check_starved_only_on_a_prefix(&bytes);
                 bytes.push(b'}');
                 check(&bytes);
                 check_resumed(&bytes, &cuts(&bytes, &splits));
