@@ -1,7 +1,7 @@
 //! The client role: what a program that talks to QEMU runs.
 
 use crate::error::{end_at_eof, End, ProtocolError, SendError};
-use crate::framing::{Framer, Prefix, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::framing::{Framer, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::json::{push_str_literal, RawJson};
 use crate::message::{
     parse_server_message_with, parse_server_prefix_resumable, Capability, Event, EventNames,
@@ -396,14 +396,13 @@ impl Client {
             }
             let next = self.framer.next_frame_with(
                 |bytes, resume| {
-                    let names = &mut self.event_names;
-                    match parse_server_prefix_resumable(bytes, names, &mut self.partial, resume) {
-                        Prefix::Parsed(message, len) => Prefix::Parsed(
-                            message.copy_small_event(bytes, &mut self.event_data),
-                            len,
-                        ),
-                        other => other,
-                    }
+                    parse_server_prefix_resumable(
+                        bytes,
+                        &mut self.event_names,
+                        &mut self.partial,
+                        &mut self.event_data,
+                        resume,
+                    )
                 },
                 ServerMessageSpans::needs_frame,
             );

@@ -309,11 +309,13 @@ impl Framer {
                 _ => None,
             };
             if let Some(resume) = resume {
-                match self.try_prefix(&mut parse_prefix, resume, &needs_frame) {
-                    Some(Some(found)) => return Some(Ok(found)),
-                    Some(None) => return None,
-                    None => self.begin(b'{'),
+                if let Some(found) = self.try_prefix(&mut parse_prefix, resume, &needs_frame) {
+                    return Some(Ok(found));
                 }
+                if self.shape == Shape::Parsing {
+                    return None; // still arriving
+                }
+                self.begin(b'{');
             }
             match self.advance() {
                 Step::NeedMore => {
@@ -381,15 +383,15 @@ impl Framer {
     }
 
     /// The parse-first fast path: see [`next_frame_with`](Self::next_frame_with).
-    /// `Some(Some(_))` is a frame; `Some(None)`, an object still arriving
-    /// (the framer is then `Parsing` it); `None`, one to scan.
+    /// `None` is an object still arriving when the framer is left `Parsing`
+    /// it, else one to scan.
     #[inline]
     fn try_prefix<T>(
         &mut self,
         parse_prefix: impl FnOnce(&[u8], bool) -> Prefix<T>,
         resume: bool,
         needs_frame: impl Fn(&T) -> bool,
-    ) -> Option<Option<(Option<T>, Bytes)>> {
+    ) -> Option<(Option<T>, Bytes)> {
         let offered = self.buf.len().min(self.max);
         let (parsed, len) = match parse_prefix(&self.buf[..offered], resume) {
             Prefix::Parsed(parsed, len) if len != 0 && len <= offered => (parsed, len),
@@ -397,19 +399,22 @@ impl Framer {
             Prefix::Incomplete if offered == self.buf.len() => {
                 self.shape = Shape::Parsing;
                 self.offered = offered;
-                return Some(None);
+                return None;
             }
-            _ => return None, // not a frame of what was offered: scan instead
+            _ => {
+                self.shape = Shape::Between;
+                return None; // not a frame of what was offered: scan instead
+            }
         };
         self.shape = Shape::Between;
         if needs_frame(&parsed) {
-            return Some(Some((Some(parsed), self.take(len))));
+            return Some((Some(parsed), self.take(len)));
         }
         // The line ending goes with it: one advance instead of two.
         let rest = self.buf.get(len..).unwrap_or_default();
         let space = rest.iter().take_while(|&&b| is_space(b)).count();
         self.consume(len + space);
-        Some(Some((Some(parsed), Bytes::new())))
+        Some((Some(parsed), Bytes::new()))
     }
 
     fn begin(&mut self, first: u8) {

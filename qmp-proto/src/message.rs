@@ -419,35 +419,50 @@ pub(crate) struct PartialMessage(fast::Partial);
 /// [`Prefix::Incomplete`], and more. The parse goes on where that call
 /// stopped, so a message that arrives in many pieces is still read once;
 /// what it gives in the end is what [`parse_server_prefix_with`] gives for
-/// the whole.
+/// the whole. A small event has its data copied to `arena`
+/// ([`ServerMessageSpans::copy_small_event`]).
 #[inline]
 pub(crate) fn parse_server_prefix_resumable(
     bytes: &[u8],
     names: &mut EventNames,
     partial: &mut PartialMessage,
+    arena: &mut BytesMut,
     resume: bool,
 ) -> Prefix<ServerMessageSpans> {
     if !resume {
+        // An event as QEMU writes it, the common case, inline.
         if let Some((event, len)) = fast::qemu_event(bytes) {
-            return match names.get(event.name) {
-                Some(name) => Prefix::Parsed(
-                    ServerMessageSpans::Event(EventSpans {
-                        name,
-                        data: event.data,
-                        timestamp: event.timestamp,
-                    }),
-                    len,
-                ),
-                None => Prefix::Refused,
+            let Some(name) = names.get(event.name) else {
+                return Prefix::Refused;
             };
+            let event = ServerMessageSpans::Event(EventSpans {
+                name,
+                data: event.data,
+                timestamp: event.timestamp,
+            });
+            return Prefix::Parsed(event.copy_small_event(bytes, arena), len);
         }
+    }
+    parse_server_object_resumable(bytes, partial, arena, resume)
+}
+
+/// [`parse_server_prefix_resumable`] for anything but an event as QEMU
+/// writes it.
+#[inline(never)]
+fn parse_server_object_resumable(
+    bytes: &[u8],
+    partial: &mut PartialMessage,
+    arena: &mut BytesMut,
+    resume: bool,
+) -> Prefix<ServerMessageSpans> {
+    if !resume {
         partial.0 = fast::Partial::default();
     }
     match fast::object_members_from(bytes, &mut partial.0) {
         fast::Progress::Done(len) => {
             let found = core::mem::take(&mut partial.0.members);
             match message_of(&bytes[..len], found) {
-                Some(message) => Prefix::Parsed(message, len),
+                Some(message) => Prefix::Parsed(message.copy_small_event(bytes, arena), len),
                 None => Prefix::Refused,
             }
         }

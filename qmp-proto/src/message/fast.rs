@@ -164,7 +164,7 @@ impl Default for Partial {
 /// (but for at most [`RESCAN_MAX`] bytes of an unfinished token) and the
 /// result, members and length, is what [`object_members`] gives for the
 /// whole: the same code reads both.
-#[inline]
+#[inline(never)]
 pub(super) fn object_members_from(bytes: &[u8], partial: &mut Partial) -> Progress {
     let mut cursor = Cursor {
         buf: bytes,
