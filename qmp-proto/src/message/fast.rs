@@ -592,7 +592,7 @@ impl Cursor<'_> {
     /// after it. When the bytes run out (`starved`), `nest` and the cursor
     /// say where to go on from: a value's first byte, the inside of a
     /// string, or the end of a value.
-    #[inline(always)]
+    #[inline(never)]
     fn value_from(&mut self, nest: &mut Nest) -> Option<()> {
         let mut objects = nest.objects;
         let mut depth = nest.depth;
