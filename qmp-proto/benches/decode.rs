@@ -4,8 +4,9 @@
 //! - `qmp-proto`: the whole capture is given to a fresh [`Client`] at once
 //!   and [`Client::poll_output`] is drained until [`ClientOutput::End`]:
 //!   framing, classification and the raw payloads, everything a user gets.
-//! - `qmp-proto-4k`: the same, fed in 4 KiB chunks as a socket would give it
-//!   (`poll_output` drained after each chunk).
+//! - `qmp-proto-64k`, `qmp-proto-4k`: the same, fed in 64 KiB or 4 KiB
+//!   chunks as a socket would give it (`poll_output` drained after each
+//!   chunk).
 //! - `baseline`: the plain capture of the same session split at `\n` and each
 //!   line given to `serde_json::from_slice` into a struct whose members are
 //!   `Box<RawValue>`s. It needs one message per line, so for a `-pretty`
@@ -16,6 +17,15 @@
 //! capture, so the ratio of two rows of one group is a ratio of speeds.
 //! After the run a table of those ratios is printed (from criterion's saved
 //! estimates; see BENCHMARKS.md).
+//!
+//! The `large/*` groups are the large replies of the captures, repeated
+//! into [`LARGE_BYTES`] (see [`LARGE`]): the `query-qmp-schema` reply of
+//! QEMU 10.0 alone, and every reply over 1000 bytes of the four plain
+//! captures in turn. Each is given to a negotiated [`Client`] whole
+//! (`whole`), in 64 KiB and in 4 KiB pieces (`poll_output` drained after
+//! each), beside the same `baseline` as above, over the same bytes: a
+//! message that spans reads should cost what one that arrives whole does.
+//! A second table gives their bytes/s and ratios.
 //!
 //! The `events` group is the per-event cost of the round-trip benchmark's
 //! events case without its sockets and channels: a burst of [`BURST`]
@@ -29,7 +39,7 @@
 //!
 //! `cargo bench -p qmp-proto --bench decode`
 
-use criterion::{BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use qmp_proto::router::{Delivery, Offer, Subscriber, Waiter};
 use qmp_proto::{
     Client, ClientConfig, ClientOutput, End, EventFilter, Notice, Router, RouterConfig, Server,
@@ -60,7 +70,31 @@ const SESSIONS: &[(&str, &str)] = &[
     ("qemu-10.0-system-pretty", "qemu-10.0-system"),
 ];
 
+/// The chunk sizes: a small socket read, and a large one.
 const CHUNK: usize = 4096;
+const BIG_CHUNK: usize = 64 * 1024;
+
+/// The large-reply corpora: a name and the replies (whole lines of the
+/// plain captures: capture, 1-based line number) repeated to fill it.
+const LARGE: &[(&str, &[(&str, usize)])] = &[
+    ("schema-10.0", &[("qemu-10.0-system", 18)]),
+    (
+        "large-mixed",
+        &[
+            ("qemu-7.2-system", 18),
+            ("qemu-7.2-system", 19),
+            ("qemu-7.2-storage-daemon", 28),
+            ("qemu-7.2-storage-daemon", 30),
+            ("qemu-10.0-system", 18),
+            ("qemu-10.0-system", 19),
+            ("qemu-10.0-storage-daemon", 28),
+            ("qemu-10.0-storage-daemon", 30),
+        ],
+    ),
+];
+
+/// The size of each large-reply corpus (whole replies: at least this).
+const LARGE_BYTES: usize = 64 << 20;
 
 /// The baseline's view of a server message: every member kept raw.
 #[derive(Deserialize)]
@@ -130,11 +164,11 @@ fn qmp_proto(stream: &[u8]) -> usize {
     messages + client.unknown_replies() as usize
 }
 
-/// qmp-proto fed `CHUNK` bytes at a time.
-fn qmp_proto_chunked(stream: &[u8]) -> usize {
+/// qmp-proto fed `chunk` bytes at a time.
+fn qmp_proto_chunked(stream: &[u8], chunk: usize) -> usize {
     let mut client = client();
     let mut messages = 0;
-    for chunk in stream.chunks(CHUNK) {
+    for chunk in stream.chunks(chunk) {
         client.receive(chunk);
         let (n, end) = drain(&mut client);
         assert!(end.is_none());
@@ -172,7 +206,13 @@ fn main() {
         // Every variant must decode every message, or the comparison is void.
         let messages = baseline(&plain);
         assert_eq!(qmp_proto(&stream), messages, "{capture}: qmp-proto");
-        assert_eq!(qmp_proto_chunked(&stream), messages, "{capture}: chunked");
+        for chunk in [BIG_CHUNK, CHUNK] {
+            assert_eq!(
+                qmp_proto_chunked(&stream, chunk),
+                messages,
+                "{capture}: {chunk}"
+            );
+        }
 
         let mut group = criterion.benchmark_group(format!("decode/{capture}"));
         group.throughput(Throughput::Elements(messages as u64));
@@ -182,11 +222,11 @@ fn main() {
         group.bench_with_input(BenchmarkId::from_parameter("qmp-proto"), &stream, |b, s| {
             b.iter(|| qmp_proto(black_box(s)))
         });
-        group.bench_with_input(
-            BenchmarkId::from_parameter("qmp-proto-4k"),
-            &stream,
-            |b, s| b.iter(|| qmp_proto_chunked(black_box(s))),
-        );
+        for (name, chunk) in [("qmp-proto-64k", BIG_CHUNK), ("qmp-proto-4k", CHUNK)] {
+            group.bench_with_input(BenchmarkId::from_parameter(name), &stream, |b, s| {
+                b.iter(|| qmp_proto_chunked(black_box(s), chunk))
+            });
+        }
         group.finish();
         rows.push(Row {
             capture,
@@ -196,12 +236,149 @@ fn main() {
             plain_bytes: plain.len(),
         });
     }
+    let large = bench_large(&mut criterion);
     bench_events(&mut criterion);
     criterion.final_summary();
     // `cargo bench` passes --bench; `cargo test` runs each benchmark once.
     if std::env::args().any(|arg| arg == "--bench") {
         print_ratios(&rows, started);
+        print_large_ratios(&large, started);
         print_event_costs(started);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Large replies, whole and in pieces.
+
+/// Line `number` (1-based) of a capture, with its line ending.
+fn capture_line(capture: &str, number: usize) -> Vec<u8> {
+    let text = read(capture);
+    let line = text
+        .split_inclusive(|&b| b == b'\n')
+        .nth(number - 1)
+        .unwrap_or_else(|| panic!("{capture} has no line {number}"));
+    assert!(line.len() > 1000, "{capture}:{number} is not a large reply");
+    line.to_vec()
+}
+
+/// A large-reply corpus: its replies in turn until it holds [`LARGE_BYTES`].
+fn large_corpus(replies: &[(&str, usize)]) -> Vec<u8> {
+    let lines: Vec<Vec<u8>> = replies
+        .iter()
+        .map(|&(capture, number)| capture_line(capture, number))
+        .collect();
+    let mut corpus = Vec::with_capacity(LARGE_BYTES + lines.iter().map(Vec::len).sum::<usize>());
+    while corpus.len() < LARGE_BYTES {
+        for line in &lines {
+            corpus.extend_from_slice(line);
+        }
+    }
+    corpus
+}
+
+/// Gives `corpus` to a negotiated client in pieces of `chunk` bytes (all of
+/// it at once for `None`), draining its outputs after each; returns how
+/// many replies it decoded. Their ids were never the client's: each is
+/// decoded in full, then counted as unknown.
+fn large_through(client: &mut Client, corpus: &[u8], chunk: Option<usize>) -> usize {
+    let before = client.unknown_replies();
+    let mut outputs = 0;
+    for piece in corpus.chunks(chunk.unwrap_or(corpus.len())) {
+        client.receive(piece);
+        while let Some(output) = client.poll_output() {
+            black_box(&output);
+            outputs += 1;
+        }
+    }
+    assert_eq!(outputs, 0, "a large reply came out as an output");
+    (client.unknown_replies() - before) as usize
+}
+
+struct LargeRow {
+    corpus: &'static str,
+    messages: usize,
+    bytes: usize,
+}
+
+const LARGE_SUBJECTS: [(&str, Option<usize>); 3] = [
+    ("whole", None),
+    ("64k", Some(BIG_CHUNK)),
+    ("4k", Some(CHUNK)),
+];
+
+fn bench_large(criterion: &mut Criterion) -> Vec<LargeRow> {
+    let mut rows = Vec::new();
+    for &(name, replies) in LARGE {
+        let corpus = large_corpus(replies);
+        let messages = baseline(&corpus);
+        let mut client = negotiated_client();
+        for (subject, chunk) in LARGE_SUBJECTS {
+            let decoded = large_through(&mut client, &corpus, chunk);
+            assert_eq!(decoded, messages, "{name}: {subject}");
+        }
+        let mut group = criterion.benchmark_group(format!("large/{name}"));
+        group
+            .throughput(Throughput::Bytes(corpus.len() as u64))
+            .sample_size(10)
+            .sampling_mode(SamplingMode::Flat)
+            .measurement_time(Duration::from_secs(4));
+        group.bench_function("baseline", |b| b.iter(|| baseline(black_box(&corpus))));
+        for (subject, chunk) in LARGE_SUBJECTS {
+            group.bench_function(subject, |b| {
+                b.iter(|| large_through(&mut client, black_box(&corpus), chunk))
+            });
+        }
+        group.finish();
+        rows.push(LargeRow {
+            corpus: name,
+            messages,
+            bytes: corpus.len(),
+        });
+    }
+    rows
+}
+
+fn print_large_ratios(rows: &[LargeRow], started: SystemTime) {
+    let median = |corpus: &str, function: &str| {
+        let path = criterion_dir()
+            .join(format!("large_{corpus}"))
+            .join(function)
+            .join("new/estimates.json");
+        median_ns_at(&path, started)
+    };
+    let mut table = Vec::new();
+    for row in rows {
+        let times: Option<Vec<f64>> = ["baseline", "whole", "64k", "4k"]
+            .iter()
+            .map(|function| median(row.corpus, function))
+            .collect();
+        let Some(&[base, whole, big, small]) = times.as_deref() else {
+            continue;
+        };
+        let mib_s = |ns: f64| row.bytes as f64 * 1e9 / ns / f64::from(1 << 20);
+        table.push(format!(
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | **{:.2}** | **{:.2}** | **{:.2}** | {:.2} |",
+            row.corpus,
+            row.messages,
+            row.bytes,
+            mib_s(whole),
+            mib_s(big),
+            mib_s(small),
+            mib_s(base),
+            whole / big,
+            base / big,
+            base / small,
+            base / whole,
+        ));
+    }
+    if table.is_empty() {
+        return;
+    }
+    println!("\nLarge replies, medians of this run in MiB/s; ratios of throughput.\n");
+    println!("| corpus | replies | bytes | whole | 64 KiB pieces | 4 KiB pieces | baseline | 64 KiB / whole | 64 KiB / baseline | 4 KiB / baseline | whole / baseline |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for line in table {
+        println!("{line}");
     }
 }
 
@@ -401,10 +578,13 @@ fn print_ratios(rows: &[Row], started: SystemTime) {
         let per_sec = |ns: f64| row.messages as f64 * 1e9 / ns;
         let goal = if row.pretty { GOAL_PRETTY } else { GOAL_PLAIN };
         let ratio = base / whole;
-        let chunked = median_ns(row.capture, "qmp-proto-4k", started).map_or_else(
-            || "- | -".to_string(),
-            |ns| format!("{:.0} | {:.2}", per_sec(ns), base / ns),
-        );
+        let chunked = |function| {
+            median_ns(row.capture, function, started).map_or_else(
+                || "- | -".to_string(),
+                |ns| format!("{:.0} | {:.2}", per_sec(ns), base / ns),
+            )
+        };
+        let chunked = format!("{} | {}", chunked("qmp-proto-4k"), chunked("qmp-proto-64k"));
         table.push(format!(
             "| {} | {} | {} | {:.0} | {:.0} | **{ratio:.2}** | {goal} | {} | {chunked} |",
             row.capture,
@@ -430,8 +610,8 @@ fn print_ratios(rows: &[Row], started: SystemTime) {
         return;
     }
     println!("\nMedians of this run; ratio = qmp-proto / baseline throughput, in messages/s.\n");
-    println!("| capture | messages | bytes | baseline msg/s | qmp-proto msg/s | ratio | goal | met | 4 KiB chunks msg/s | ratio |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |");
+    println!("| capture | messages | bytes | baseline msg/s | qmp-proto msg/s | ratio | goal | met | 4 KiB chunks msg/s | ratio | 64 KiB chunks msg/s | ratio |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
     for line in table {
         println!("{line}");
     }

@@ -4,8 +4,8 @@ use crate::error::{end_at_eof, End, ProtocolError, SendError};
 use crate::framing::{Framer, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::json::{push_str_literal, RawJson};
 use crate::message::{
-    parse_server_message_with, parse_server_prefix_with, Capability, Event, EventNames, Greeting,
-    QmpError, ServerMessage, ServerMessageSpans, ServerParseError,
+    parse_server_message_with, parse_server_prefix_resumable, Capability, Event, EventNames,
+    Greeting, PartialMessage, QmpError, ServerMessage, ServerMessageSpans, ServerParseError,
 };
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::ToString;
@@ -180,6 +180,8 @@ pub struct Client {
     config: ClientConfig,
     framer: Framer,
     event_names: EventNames,
+    /// How far the parse of a message still arriving got.
+    partial: PartialMessage,
     /// Where small events' data is copied to (see
     /// [`ServerMessageSpans::copy_small_event`]).
     event_data: BytesMut,
@@ -218,6 +220,7 @@ impl Client {
             next_id: config.first_id,
             framer: Framer::new(config.max_message_size),
             event_names: EventNames::default(),
+            partial: PartialMessage::default(),
             event_data: BytesMut::new(),
             config,
             phase: Phase::AwaitingGreeting,
@@ -408,9 +411,14 @@ impl Client {
                 return None;
             }
             let next = self.framer.next_frame_with(
-                |bytes| {
-                    let (message, len) = parse_server_prefix_with(bytes, &mut self.event_names)?;
-                    Some((message.copy_small_event(bytes, &mut self.event_data), len))
+                |bytes, resume| {
+                    parse_server_prefix_resumable(
+                        bytes,
+                        &mut self.event_names,
+                        &mut self.partial,
+                        &mut self.event_data,
+                        resume,
+                    )
                 },
                 ServerMessageSpans::needs_frame,
             );

@@ -15,8 +15,11 @@
 //! [`memchr`] takes over in a long one.
 //!
 //! The client offers each message to its parser first (`next_frame_with`):
-//! a message that has arrived whole is framed by that one parse, with no
-//! scan at all.
+//! a message is framed by that one parse, with no scan at all. The parse is
+//! resumable too: a message that arrives in pieces is parsed as they come,
+//! each piece once, and the scan only takes over for what the parser
+//! refuses (invalid JSON, or a case it leaves to serde_json), from the
+//! message's first byte.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -55,11 +58,28 @@ impl core::fmt::Display for FrameError {
     }
 }
 
+/// What a parser offered the front of the buffer
+/// ([`Framer::next_frame_with`]) says about it.
+#[derive(Debug)]
+pub(crate) enum Prefix<T> {
+    /// The bytes begin with a complete message, this long.
+    Parsed(T, usize),
+    /// The bytes may begin a message the parser accepts but do not hold
+    /// all of it: offer them again, and more, when more have arrived.
+    Incomplete,
+    /// The parser leaves this message to the scan (and to a parse of the
+    /// whole frame); it is not offered again.
+    Refused,
+}
+
 /// What kind of value the frame at the front of the buffer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
     /// Between messages: whitespace is skipped, the next byte decides.
     Between,
+    /// An object its parser said was incomplete (`Prefix::Incomplete`):
+    /// offered again as more bytes arrive.
+    Parsing,
     /// An object or array (`open` is `{` or `[`): ends when `depth`
     /// brackets of its own kind close.
     Container { open: u8, depth: usize },
@@ -98,6 +118,9 @@ pub struct Framer {
     discarding: bool,
     /// Bytes consumed from the stream so far.
     consumed_total: u64,
+    /// While `Parsing`: how many bytes were buffered when the parser last
+    /// said its message was incomplete.
+    offered: usize,
 }
 
 fn is_space(b: u8) -> bool {
@@ -203,6 +226,7 @@ impl Framer {
             scanned: 0,
             discarding: false,
             consumed_total: 0,
+            offered: 0,
         }
     }
 
@@ -234,7 +258,7 @@ impl Framer {
     /// message; the framer then skips the rest of it and goes on with the
     /// next one, which is what a server wants. A client treats it as fatal.
     pub fn next_frame(&mut self) -> Option<Result<Bytes, FrameError>> {
-        self.next_frame_with(|_: &[u8]| None::<((), usize)>, |_| true)
+        self.next_frame_with(|_: &[u8], _| Prefix::<()>::Refused, |_| true)
             .map(|r| r.map(|(_, frame)| frame))
     }
 
@@ -243,15 +267,18 @@ impl Framer {
     /// buffer.
     ///
     /// `parse_prefix` is given the bytes from the object's first byte on (at
-    /// most the maximum message size of them) and returns what it parsed and
-    /// how many bytes that took, when they begin with a complete, valid JSON
-    /// object. Such an object is exactly the frame the depth scan would find,
-    /// so the scan is skipped: a message that has arrived whole is looked at
-    /// once, by the parser. When `parse_prefix` returns `None` (the object is
-    /// incomplete or invalid, or not wanted) the framer scans as usual and
-    /// does not offer that message again, so a message is offered at most
-    /// once however it is chunked, and the frames are the same for any
-    /// chunking.
+    /// most the maximum message size of them) and whether it was given the
+    /// start of them before, and says what they are ([`Prefix`]). When they
+    /// begin with a complete, valid JSON object, it returns what it parsed
+    /// and how many bytes that took: such an object is exactly the frame the
+    /// depth scan would find, so the scan is skipped. When they may begin
+    /// one but it has not all arrived ([`Prefix::Incomplete`]), the object
+    /// is offered again, from its first byte, once more bytes have arrived,
+    /// with `resume` set: a parser that keeps its place reads a message
+    /// that arrives in pieces once. When it refuses the object (invalid or
+    /// not wanted), or the object grows past the maximum message size, the
+    /// framer scans it as usual from its first byte and does not offer it
+    /// again, so the frames are the same for any chunking.
     ///
     /// When `needs_frame` says that what `parse_prefix` returned does not
     /// need its bytes any more (it copied what it keeps), the frame is
@@ -261,19 +288,34 @@ impl Framer {
     #[inline]
     pub(crate) fn next_frame_with<T>(
         &mut self,
-        mut parse_prefix: impl FnMut(&[u8]) -> Option<(T, usize)>,
+        mut parse_prefix: impl FnMut(&[u8], bool) -> Prefix<T>,
         needs_frame: impl Fn(&T) -> bool,
     ) -> Option<Result<(Option<T>, Bytes), FrameError>> {
         loop {
-            if self.shape == Shape::Between {
-                self.skip_space();
-                let first = *self.buf.first()?;
-                if first == b'{' {
-                    if let Some(found) = self.try_prefix(&mut parse_prefix, &needs_frame) {
-                        return Some(Ok(found));
+            let resume = match self.shape {
+                Shape::Between => {
+                    self.skip_space();
+                    let first = *self.buf.first()?;
+                    if first != b'{' {
+                        self.begin(first);
+                        None
+                    } else {
+                        Some(false)
                     }
                 }
-                self.begin(first);
+                // Nothing new to offer.
+                Shape::Parsing if self.buf.len() == self.offered => return None,
+                Shape::Parsing => Some(true),
+                _ => None,
+            };
+            if let Some(resume) = resume {
+                if let Some(found) = self.try_prefix(&mut parse_prefix, resume, &needs_frame) {
+                    return Some(Ok(found));
+                }
+                if self.shape == Shape::Parsing {
+                    return None; // still arriving
+                }
+                self.begin(b'{');
             }
             match self.advance() {
                 Step::NeedMore => {
@@ -341,17 +383,30 @@ impl Framer {
     }
 
     /// The parse-first fast path: see [`next_frame_with`](Self::next_frame_with).
+    /// `None` is an object still arriving when the framer is left `Parsing`
+    /// it, else one to scan.
     #[inline]
     fn try_prefix<T>(
         &mut self,
-        parse_prefix: impl FnOnce(&[u8]) -> Option<(T, usize)>,
+        parse_prefix: impl FnOnce(&[u8], bool) -> Prefix<T>,
+        resume: bool,
         needs_frame: impl Fn(&T) -> bool,
     ) -> Option<(Option<T>, Bytes)> {
         let offered = self.buf.len().min(self.max);
-        let (parsed, len) = parse_prefix(&self.buf[..offered])?;
-        if len == 0 || len > offered {
-            return None; // not a frame of what was offered: scan instead
-        }
+        let (parsed, len) = match parse_prefix(&self.buf[..offered], resume) {
+            Prefix::Parsed(parsed, len) if len != 0 && len <= offered => (parsed, len),
+            // Past the limit: the scan reports it.
+            Prefix::Incomplete if offered == self.buf.len() => {
+                self.shape = Shape::Parsing;
+                self.offered = offered;
+                return None;
+            }
+            _ => {
+                self.shape = Shape::Between;
+                return None; // not a frame of what was offered: scan instead
+            }
+        };
+        self.shape = Shape::Between;
         if needs_frame(&parsed) {
             return Some((Some(parsed), self.take(len)));
         }
@@ -381,7 +436,7 @@ impl Framer {
     /// Scans from `self.scanned` to the end of the buffer or the frame.
     fn advance(&mut self) -> Step {
         match self.shape {
-            Shape::Between => Step::NeedMore,
+            Shape::Between | Shape::Parsing => Step::NeedMore,
             Shape::Bare => {
                 let rest = &self.buf[self.scanned..];
                 match rest.iter().position(|&b| ends_bare_token(b)) {

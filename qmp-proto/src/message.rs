@@ -1,5 +1,6 @@
 //! The values QMP exchanges: greeting, replies, events and errors.
 
+use crate::framing::Prefix;
 use crate::json::{attach, attach_last, range_in, RawJson, Span};
 use alloc::borrow::Cow;
 use alloc::string::{String, ToString};
@@ -404,6 +405,76 @@ pub(crate) fn parse_server_prefix_with(
         return Some((event, len));
     }
     let (found, len) = fast::object_members(bytes)?;
+    Some((message_of(bytes, found)?, len))
+}
+
+/// A server message being parsed as its bytes arrive; see
+/// [`parse_server_prefix_resumable`].
+#[derive(Debug, Default)]
+pub(crate) struct PartialMessage(fast::Partial);
+
+/// [`parse_server_prefix_with`] for a message that may still be arriving:
+/// `bytes` are those of the message so far (from its first byte), and when
+/// `resume` is set they hold the bytes of the previous call, which returned
+/// [`Prefix::Incomplete`], and more. The parse goes on where that call
+/// stopped, so a message that arrives in many pieces is still read once;
+/// what it gives in the end is what [`parse_server_prefix_with`] gives for
+/// the whole. A small event has its data copied to `arena`
+/// ([`ServerMessageSpans::copy_small_event`]).
+#[inline]
+pub(crate) fn parse_server_prefix_resumable(
+    bytes: &[u8],
+    names: &mut EventNames,
+    partial: &mut PartialMessage,
+    arena: &mut BytesMut,
+    resume: bool,
+) -> Prefix<ServerMessageSpans> {
+    if !resume {
+        // An event as QEMU writes it, the common case, inline.
+        if let Some((event, len)) = fast::qemu_event(bytes) {
+            let Some(name) = names.get(event.name) else {
+                return Prefix::Refused;
+            };
+            let event = ServerMessageSpans::Event(EventSpans {
+                name,
+                data: event.data,
+                timestamp: event.timestamp,
+            });
+            return Prefix::Parsed(event.copy_small_event(bytes, arena), len);
+        }
+    }
+    parse_server_object_resumable(bytes, partial, arena, resume)
+}
+
+/// [`parse_server_prefix_resumable`] for anything but an event as QEMU
+/// writes it.
+#[inline(never)]
+fn parse_server_object_resumable(
+    bytes: &[u8],
+    partial: &mut PartialMessage,
+    arena: &mut BytesMut,
+    resume: bool,
+) -> Prefix<ServerMessageSpans> {
+    if !resume {
+        partial.0 = fast::Partial::default();
+    }
+    match fast::object_members_from(bytes, &mut partial.0) {
+        fast::Progress::Done(len) => {
+            let found = core::mem::take(&mut partial.0.members);
+            match message_of(&bytes[..len], found) {
+                Some(message) => Prefix::Parsed(message.copy_small_event(bytes, arena), len),
+                None => Prefix::Refused,
+            }
+        }
+        fast::Progress::Starved => Prefix::Incomplete,
+        fast::Progress::Refused => Prefix::Refused,
+    }
+}
+
+/// The message whose top-level members [`fast::object_members`] found in
+/// `bytes`, when the fast path is sure of it.
+#[inline]
+fn message_of(bytes: &[u8], found: fast::Members) -> Option<ServerMessageSpans> {
     let text = |span: &Span| &bytes[span.clone()];
     let error = match &found.error {
         Some(span) => serde_json::from_slice::<Option<QmpError>>(text(span)).ok()?,
@@ -436,7 +507,7 @@ pub(crate) fn parse_server_prefix_with(
         data: found.data,
         timestamp,
     };
-    Some((classify(members).ok()?, len))
+    classify(members).ok()
 }
 
 /// An event's timestamp spelt as QEMU writes it, `{"seconds": S,

@@ -242,7 +242,12 @@ fn session_stream() -> impl Strategy<Value = (Vec<u8>, Vec<String>)> {
 /// Everything a default client gives for `chunks`, then EOF, and how many
 /// replies it dropped as unknown.
 fn client_outputs(chunks: &[&[u8]]) -> (Vec<ClientOutput>, u64) {
-    let mut client = Client::new(ClientConfig::default());
+    client_outputs_limited(chunks, DEFAULT_MAX_MESSAGE_SIZE)
+}
+
+/// [`client_outputs`] with a maximum message size.
+fn client_outputs_limited(chunks: &[&[u8]], max: usize) -> (Vec<ClientOutput>, u64) {
+    let mut client = Client::new(ClientConfig::default().max_message_size(max));
     let mut outputs = Vec::new();
     for chunk in chunks {
         client.receive(chunk);
@@ -288,6 +293,89 @@ proptest! {
         prop_assert_eq!(&client_outputs(&single_bytes), &whole);
 
         check_session_outputs(&whole, &texts)?;
+    }
+}
+
+/// Bytes that break JSON, or a message, where they land.
+const BREAKING: &[u8] = b"{}[]\":,\\ \r\n0-.eu\x00\xff";
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A session broken somewhere (invalid JSON, a message cut short or run
+    /// together with the next, a message over the size limit) ends the same
+    /// way, after the same outputs, however it is cut: a message refused
+    /// by the parser halfway through its arrival is scanned and parsed
+    /// again whole, as one that arrived whole is.
+    #[test]
+    fn broken_sessions_give_the_same_client_outputs_for_any_chunking(
+        (stream, _) in session_stream(),
+        edits in prop::collection::vec((any::<Index>(), any::<Index>(), 0u8..3), 0..4),
+        max in prop::sample::select(vec![DEFAULT_MAX_MESSAGE_SIZE, 100, 400]),
+        splits in prop::collection::vec(any::<Index>(), 0..40),
+    ) {
+        let mut stream = stream;
+        for (at, byte, kind) in edits {
+            let at = at.index(stream.len() + 1);
+            let byte = BREAKING[byte.index(BREAKING.len())];
+            match kind {
+                0 if at < stream.len() => stream[at] = byte,
+                1 if at < stream.len() => {
+                    stream.remove(at);
+                }
+                _ => stream.insert(at, byte),
+            }
+        }
+        let whole = client_outputs_limited(&[&stream], max);
+        let chunks = split_at_points(&stream, points(&splits, stream.len()));
+        prop_assert_eq!(&client_outputs_limited(&chunks, max), &whole);
+        let single_bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        prop_assert_eq!(&client_outputs_limited(&single_bytes, max), &whole);
+    }
+}
+
+/// Long tokens (a string, a number, whitespace, a key) and a message that
+/// passes the size limit only after several reads: the same outputs in
+/// pieces of any size as whole.
+#[test]
+fn long_tokens_and_the_size_limit_across_reads() {
+    let head = concat!(
+        r#"{"QMP": {"version": {"qemu": {"major": 9, "minor": 1, "micro": 0}, "#,
+        r#""package": ""}, "capabilities": []}}"#,
+        "\r\n",
+        r#"{"return": {}, "id": 0}"#,
+        "\r\n"
+    );
+    let long = "x".repeat(5000);
+    let digits = "7".repeat(3000);
+    let space = " ".repeat(3000);
+    let messages = [
+        format!(r#"{{"return": "{long}", "id": 9}}"#),
+        format!(r#"{{"return": ["{long}", "a\"{long}\\"], "id": 9}}"#),
+        format!(r#"{{"return": [1, {digits}, 2], "id": 9}}"#),
+        format!(r#"{{"return": [{space}1,{space}2{space}], "id": 9}}"#),
+        format!(r#"{{"{long}": 1, "return": {{"{long}": [true]}}, "id": 9}}"#),
+        format!(
+            r#"{{"timestamp": {{"seconds": 1, "microseconds": 2}}, "event": "E", "data": {{"s": "{long}"}}}}"#
+        ),
+        format!(r#"{{"error": {{"class": "GenericError", "desc": "{long}"}}}}"#),
+        format!(r#"{{"return": [1, {digits}x], "id": 9}}"#),
+    ];
+    for max in [DEFAULT_MAX_MESSAGE_SIZE, 4500, 20_000] {
+        for message in &messages {
+            let stream = format!("{head}{message}\r\n{message}\r\n");
+            let stream = stream.as_bytes();
+            let whole = client_outputs_limited(&[stream], max);
+            for piece in [1, 2, 3, 7, 100, 1000, 4096] {
+                let chunks: Vec<&[u8]> = stream.chunks(piece).collect();
+                assert_eq!(
+                    client_outputs_limited(&chunks, max),
+                    whole,
+                    "pieces of {piece}, limit {max}: {}",
+                    &message[..60]
+                );
+            }
+        }
     }
 }
 

@@ -36,75 +36,224 @@ pub(super) struct Members {
     pub(super) timestamp: Option<Range<usize>>,
 }
 
+/// Which of [`Members`] a key names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Member {
+    Greeting,
+    Ret,
+    Error,
+    Id,
+    Event,
+    Data,
+    Timestamp,
+}
+
+impl Member {
+    /// The member named by `key`, the key's bytes and its closing quote
+    /// (and anything after): compared with the quote, a known key cannot
+    /// match a longer one.
+    fn named(key: &[u8]) -> Option<Member> {
+        Some(if key.starts_with(b"return\"") {
+            Member::Ret
+        } else if key.starts_with(b"id\"") {
+            Member::Id
+        } else if key.starts_with(b"event\"") {
+            Member::Event
+        } else if key.starts_with(b"data\"") {
+            Member::Data
+        } else if key.starts_with(b"timestamp\"") {
+            Member::Timestamp
+        } else if key.starts_with(b"error\"") {
+            Member::Error
+        } else if key.starts_with(b"QMP\"") {
+            Member::Greeting
+        } else {
+            return None;
+        })
+    }
+}
+
+impl Members {
+    fn slot(&mut self, member: Member) -> &mut Option<Range<usize>> {
+        match member {
+            Member::Greeting => &mut self.greeting,
+            Member::Ret => &mut self.ret,
+            Member::Error => &mut self.error,
+            Member::Id => &mut self.id,
+            Member::Event => &mut self.event,
+            Member::Data => &mut self.data,
+            Member::Timestamp => &mut self.timestamp,
+        }
+    }
+}
+
 /// The object at the start of `bytes` (which may go on past it): its members
 /// and its length. `None` when `bytes` do not start with a complete, valid
 /// JSON object this pass is sure about.
 pub(super) fn object_members(bytes: &[u8]) -> Option<(Members, usize)> {
+    let mut partial = Partial::default();
+    match object_members_from(bytes, &mut partial) {
+        Progress::Done(len) => Some((partial.members, len)),
+        Progress::Starved | Progress::Refused => None,
+    }
+}
+
+/// How far [`object_members_from`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Progress {
+    /// The object is complete, this long; its members are in the
+    /// [`Partial`].
+    Done(usize),
+    /// All of `bytes` may begin an object this pass accepts: call again
+    /// with more of them, and the same [`Partial`].
+    Starved,
+    /// Not an object this pass is sure about (invalid, or a case left to
+    /// serde_json), or one that would take rescanning too much to go on
+    /// with: the caller must not call again for this object.
+    Refused,
+}
+
+/// The most bytes a resumed parse goes back over: the unfinished token
+/// (a key, a number, an escape) and the whitespace and punctuation before
+/// it. QMP's are far shorter; past this the parse is refused, so that a
+/// peer cannot make each read cost a rescan of a long token.
+const RESCAN_MAX: usize = 1024;
+
+/// Where the top level of an object's parse stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Top {
+    /// At the opening brace.
+    Open,
+    /// At a member's key.
+    Key,
+    /// In a member's value, which began at `start`.
+    Value {
+        member: Option<Member>,
+        start: usize,
+        nest: Nest,
+    },
+    /// After a member's value.
+    After,
+}
+
+/// An object's parse, stopped where the bytes ran out, to go on from when
+/// more have arrived: at a point between tokens or inside a string, so that
+/// what was read is not read again.
+#[derive(Debug)]
+pub(super) struct Partial {
+    pub(super) members: Members,
+    at: usize,
+    non_ascii: bool,
+    top: Top,
+}
+
+impl Default for Partial {
+    fn default() -> Self {
+        Partial {
+            members: Members::default(),
+            at: 0,
+            non_ascii: false,
+            top: Top::Open,
+        }
+    }
+}
+
+/// [`object_members`], resumable: the object at the start of `bytes`,
+/// which hold the bytes given to the earlier calls of this `partial` and
+/// more. Called on an object arriving in pieces, each piece is scanned once
+/// (but for at most [`RESCAN_MAX`] bytes of an unfinished token) and the
+/// result, members and length, is what [`object_members`] gives for the
+/// whole: the same code reads both.
+#[inline(never)]
+pub(super) fn object_members_from(bytes: &[u8], partial: &mut Partial) -> Progress {
     let mut cursor = Cursor {
         buf: bytes,
-        at: 0,
-        non_ascii: false,
+        at: partial.at,
+        non_ascii: partial.non_ascii,
+        starved: false,
     };
-    if cursor.peek()? != b'{' {
-        return None;
-    }
-    cursor.at = 1;
-    cursor.skip_space();
-    let mut members = Members::default();
-    if cursor.peek()? == b'}' {
-        return Some((members, cursor.at + 1));
-    }
-    loop {
-        let key_start = cursor.at + 1;
-        let escaped = cursor.key()?;
-        // The key's bytes and its closing quote: compared with the quote, a
-        // known key cannot match a longer one.
-        let key = &bytes[key_start..];
-        let start = cursor.at;
-        cursor.value()?;
-        if escaped {
-            return None; // matching it would need unescaping: serde's job
-        }
-        let slot = if key.starts_with(b"return\"") {
-            Some(&mut members.ret)
-        } else if key.starts_with(b"id\"") {
-            Some(&mut members.id)
-        } else if key.starts_with(b"event\"") {
-            Some(&mut members.event)
-        } else if key.starts_with(b"data\"") {
-            Some(&mut members.data)
-        } else if key.starts_with(b"timestamp\"") {
-            Some(&mut members.timestamp)
-        } else if key.starts_with(b"error\"") {
-            Some(&mut members.error)
-        } else if key.starts_with(b"QMP\"") {
-            Some(&mut members.greeting)
-        } else {
-            None
-        };
-        if let Some(slot) = slot {
-            if slot.replace(start..cursor.at).is_some() {
-                return None; // serde refuses a duplicate field
-            }
-        }
-        cursor.skip_space();
-        match cursor.peek()? {
-            b',' => {
-                cursor.at += 1;
+    let members = &mut partial.members;
+    let mut top = partial.top;
+    let stopped = 'stop: loop {
+        match top {
+            Top::Open => {
+                match cursor.peek() {
+                    Some(b'{') => {}
+                    Some(_) => return Progress::Refused,
+                    None => break 'stop 0,
+                }
+                cursor.at = 1;
                 cursor.skip_space();
+                match cursor.peek() {
+                    Some(b'}') => return Progress::Done(cursor.at + 1),
+                    Some(_) => top = Top::Key,
+                    None => break 'stop 0,
+                }
             }
-            b'}' => {
-                cursor.at += 1;
-                break;
+            Top::Key => {
+                cursor.skip_space();
+                let mark = cursor.at;
+                match cursor.key() {
+                    // Matching an escaped key would need unescaping: serde's job.
+                    Some(true) => return Progress::Refused,
+                    Some(false) => {}
+                    None => break 'stop mark,
+                }
+                let member = Member::named(&bytes[mark + 1..]);
+                top = Top::Value {
+                    member,
+                    start: cursor.at,
+                    nest: Nest::START,
+                };
             }
-            _ => return None,
+            Top::Value {
+                member,
+                start,
+                mut nest,
+            } => {
+                if cursor.value_from(&mut nest).is_none() {
+                    top = Top::Value {
+                        member,
+                        start,
+                        nest,
+                    };
+                    break 'stop cursor.at;
+                }
+                if let Some(member) = member {
+                    if members.slot(member).replace(start..cursor.at).is_some() {
+                        return Progress::Refused; // serde refuses a duplicate field
+                    }
+                }
+                top = Top::After;
+            }
+            Top::After => {
+                let mark = cursor.at;
+                cursor.skip_space();
+                match cursor.peek() {
+                    Some(b',') => {
+                        cursor.at += 1;
+                        top = Top::Key;
+                    }
+                    Some(b'}') => {
+                        let len = cursor.at + 1;
+                        if cursor.non_ascii && core::str::from_utf8(&bytes[..len]).is_err() {
+                            return Progress::Refused;
+                        }
+                        return Progress::Done(len);
+                    }
+                    Some(_) => return Progress::Refused,
+                    None => break 'stop mark,
+                }
+            }
         }
+    };
+    if !cursor.starved || bytes.len() - stopped > RESCAN_MAX {
+        return Progress::Refused;
     }
-    let len = cursor.at;
-    if cursor.non_ascii && core::str::from_utf8(&bytes[..len]).is_err() {
-        return None;
-    }
-    Some((members, len))
+    partial.at = stopped;
+    partial.top = top;
+    partial.non_ascii = cursor.non_ascii;
+    Progress::Starved
 }
 
 /// An event read by [`qemu_event`]: its name (printable ASCII), its `data`
@@ -153,6 +302,7 @@ pub(super) fn qemu_event(bytes: &[u8]) -> Option<(QemuEvent<'_>, usize)> {
         buf: bytes,
         at: start,
         non_ascii: false,
+        starved: false,
     };
     cursor.value()?;
     let end = cursor.at;
@@ -237,11 +387,49 @@ struct Cursor<'a> {
     /// A byte of 0x80 or more was seen (inside a string): the UTF-8 is
     /// checked once at the end.
     non_ascii: bool,
+    /// A read went past the end of `buf`: a failure may be the end of what
+    /// has arrived rather than an error.
+    starved: bool,
+}
+
+/// What a value's scan is at, when it stops for want of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// At the first byte of a value.
+    Value,
+    /// Inside a string value, not in an escape.
+    String,
+    /// Just after a value.
+    After,
+}
+
+/// How a value's scan goes on: the containers open around it, innermost in
+/// the lowest bit (1 for an object), and what it is at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Nest {
+    objects: u128,
+    depth: u32,
+    phase: Phase,
+}
+
+impl Nest {
+    /// At the first byte of a value, no container open.
+    const START: Nest = Nest {
+        objects: 0,
+        depth: 0,
+        phase: Phase::Value,
+    };
 }
 
 impl Cursor<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.buf.get(self.at).copied()
+    /// The byte at the cursor; `None` (starved) at the end.
+    #[inline(always)]
+    fn peek(&mut self) -> Option<u8> {
+        let byte = self.buf.get(self.at).copied();
+        if byte.is_none() {
+            self.starved = true;
+        }
+        byte
     }
 
     #[inline(always)]
@@ -265,19 +453,28 @@ impl Cursor<'_> {
     }
 
     /// The rest of a string, after its opening quote. Returns whether it
-    /// had escapes.
+    /// had escapes. When the bytes run out, the cursor is left where the
+    /// string can be read on from: the end, or the backslash of an
+    /// unfinished escape.
     #[inline(always)]
     fn string(&mut self) -> Option<bool> {
         let mut escaped = false;
         loop {
-            let (at, byte) = next_special(self.buf, self.at)?;
+            let Some((at, byte)) = next_special(self.buf, self.at) else {
+                self.at = self.buf.len();
+                self.starved = true;
+                return None;
+            };
             self.at = at + 1;
             if byte == b'"' {
                 return Some(escaped);
             }
             if byte == b'\\' {
                 escaped = true;
-                self.escape()?;
+                if self.escape().is_none() {
+                    self.at = at;
+                    return None;
+                }
             } else if byte >= 0x80 {
                 self.non_ascii = true;
             } else {
@@ -291,8 +488,13 @@ impl Cursor<'_> {
         match self.peek()? {
             b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 1,
             b'u' => {
-                let hex = self.buf.get(self.at + 1..self.at + 5)?;
+                let hex = self.buf.get(self.at + 1..).unwrap_or_default();
+                let hex = hex.get(..4).unwrap_or(hex);
                 if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                if hex.len() < 4 {
+                    self.starved = true;
                     return None;
                 }
                 self.at += 5;
@@ -314,6 +516,8 @@ impl Cursor<'_> {
         Some(())
     }
 
+    /// A number. One that reaches the end of the bytes may go on in the
+    /// next ones: it is `None`, starved.
     fn number(&mut self) -> Option<()> {
         if self.peek() == Some(b'-') {
             self.at += 1;
@@ -334,19 +538,30 @@ impl Cursor<'_> {
             }
             self.digits()?;
         }
+        if self.at == self.buf.len() {
+            self.starved = true;
+            return None;
+        }
         Some(())
     }
 
+    /// `word`. Cut short by the end of the bytes it is `None`, starved;
+    /// anything else that is not `word` is `None`, refused.
     fn literal(&mut self, word: &[u8]) -> Option<()> {
-        if self.buf.get(self.at..self.at + word.len())? != word {
-            return None;
+        let rest = self.buf.get(self.at..).unwrap_or_default();
+        if rest.starts_with(word) {
+            self.at += word.len();
+            return Some(());
         }
-        self.at += word.len();
-        Some(())
+        if word.starts_with(rest) {
+            self.starved = true;
+        }
+        None
     }
 
     /// A member's key, its colon and the space after. Returns whether the
-    /// key had escapes.
+    /// key had escapes. One that reaches the end of the bytes may have more
+    /// space after it: it is `None`, starved.
     #[inline(always)]
     fn key(&mut self) -> Option<bool> {
         if self.peek()? != b'"' {
@@ -360,72 +575,128 @@ impl Cursor<'_> {
         }
         self.at += 1;
         self.skip_space();
+        if self.at == self.buf.len() {
+            self.starved = true;
+            return None;
+        }
         Some(escaped)
     }
 
     /// One value, at its first byte; the cursor ends just after it.
     fn value(&mut self) -> Option<()> {
-        // The open containers, innermost in the lowest bit: 1 for an object.
-        let mut objects: u128 = 0;
-        let mut depth = 0;
-        loop {
-            let first = self.peek()?;
-            if first == b'"' {
-                self.at += 1;
-                self.string()?;
-            } else if first == b'{' || first == b'[' {
-                let object = first == b'{';
-                self.at += 1;
-                self.skip_space();
-                if self.peek()? == if object { b'}' } else { b']' } {
-                    self.at += 1;
-                } else {
-                    if depth == MAX_DEPTH {
+        let mut nest = Nest::START;
+        self.value_from(&mut nest)
+    }
+
+    /// One value, or the rest of one as `nest` says; the cursor ends just
+    /// after it. When the bytes run out (`starved`), `nest` and the cursor
+    /// say where to go on from: a value's first byte, the inside of a
+    /// string, or the end of a value.
+    #[inline(never)]
+    fn value_from(&mut self, nest: &mut Nest) -> Option<()> {
+        let mut objects = nest.objects;
+        let mut depth = nest.depth;
+        let mut phase = nest.phase;
+        let (phase, at) = 'stop: loop {
+            let start = self.at;
+            match phase {
+                Phase::Value => {
+                    let Some(first) = self.peek() else {
+                        break 'stop (Phase::Value, start);
+                    };
+                    if first == b'"' {
+                        self.at += 1;
+                        if self.string().is_none() {
+                            break 'stop (Phase::String, self.at);
+                        }
+                    } else if first == b'{' || first == b'[' {
+                        let object = first == b'{';
+                        self.at += 1;
+                        self.skip_space();
+                        let Some(next) = self.peek() else {
+                            break 'stop (Phase::Value, start);
+                        };
+                        if next == if object { b'}' } else { b']' } {
+                            self.at += 1;
+                        } else {
+                            if depth == MAX_DEPTH {
+                                return None;
+                            }
+                            if object && self.key().is_none() {
+                                break 'stop (Phase::Value, start);
+                            }
+                            depth += 1;
+                            objects = (objects << 1) | u128::from(object);
+                            continue;
+                        }
+                    } else if first == b'-' || first.is_ascii_digit() {
+                        if self.number().is_none() {
+                            break 'stop (Phase::Value, start);
+                        }
+                    } else if first == b't' {
+                        if self.literal(b"true").is_none() {
+                            break 'stop (Phase::Value, start);
+                        }
+                    } else if first == b'f' {
+                        if self.literal(b"false").is_none() {
+                            break 'stop (Phase::Value, start);
+                        }
+                    } else if first == b'n' {
+                        if self.literal(b"null").is_none() {
+                            break 'stop (Phase::Value, start);
+                        }
+                    } else {
                         return None;
                     }
-                    depth += 1;
-                    objects = (objects << 1) | u128::from(object);
-                    if object {
-                        self.key()?;
-                    }
-                    continue;
                 }
-            } else if first == b'-' || first.is_ascii_digit() {
-                self.number()?;
-            } else if first == b't' {
-                self.literal(b"true")?;
-            } else if first == b'f' {
-                self.literal(b"false")?;
-            } else if first == b'n' {
-                self.literal(b"null")?;
-            } else {
-                return None;
+                Phase::String => {
+                    if self.string().is_none() {
+                        break 'stop (Phase::String, self.at);
+                    }
+                }
+                Phase::After => {}
             }
+            phase = Phase::Value;
             // After a value: close containers until one goes on.
             loop {
                 if depth == 0 {
                     return Some(());
                 }
+                let after = self.at;
                 self.skip_space();
                 let in_object = objects & 1 == 1;
-                match self.peek()? {
-                    b',' => {
+                match self.peek() {
+                    Some(b',') => {
                         self.at += 1;
                         self.skip_space();
                         if in_object {
-                            self.key()?;
+                            if self.key().is_none() {
+                                break 'stop (Phase::After, after);
+                            }
+                        } else if self.at == self.buf.len() {
+                            // More space may follow.
+                            self.starved = true;
+                            break 'stop (Phase::After, after);
                         }
                         break;
                     }
-                    b'}' if in_object => {}
-                    b']' if !in_object => {}
-                    _ => return None,
+                    Some(b'}') if in_object => {}
+                    Some(b']') if !in_object => {}
+                    Some(_) => return None,
+                    None => break 'stop (Phase::After, after),
                 }
                 self.at += 1;
                 objects >>= 1;
                 depth -= 1;
             }
-        }
+        };
+        *nest = Nest {
+            objects,
+            depth,
+            phase,
+        };
+        self.at = at;
+        None
     }
 }
 
@@ -602,6 +873,21 @@ mod tests {
         ];
         for text in refused {
             assert!(!check(text.as_bytes()), "{text}");
+            check_starved_only_on_a_prefix(text.as_bytes());
+        }
+        // Complete but invalid: refused at once, never waited on.
+        for text in [
+            "{\"a\":[\t\tt}",
+            "{\"a\":\r\r\rnu}",
+            "{\"\":f4}",
+            "{\"a\": \"\\u12\"}",
+            "{\"a\": [1, fals]}",
+        ] {
+            assert_eq!(
+                super::object_members_from(text.as_bytes(), &mut Default::default()),
+                super::Progress::Refused,
+                "{text}"
+            );
         }
         let accepted: &[&str] = &[
             r#"{"return": {}, "id": 1}"#,
@@ -633,10 +919,79 @@ mod tests {
         assert!(check(deep_enough.as_bytes()));
     }
 
+    /// Parses `bytes` with [`super::object_members_from`], given the first
+    /// `cut`, then more, at each of `cuts`; returns what it gave at the end
+    /// and how many times it was starved.
+    fn resumed(bytes: &[u8], cuts: &[usize]) -> (Option<(super::Members, usize)>, usize) {
+        use super::{object_members_from, Partial, Progress};
+        let mut partial = Partial::default();
+        let mut starved = 0;
+        for &cut in cuts.iter().chain([bytes.len()].iter()) {
+            match object_members_from(&bytes[..cut.min(bytes.len())], &mut partial) {
+                Progress::Done(len) => return (Some((partial.members, len)), starved),
+                Progress::Starved => starved += 1,
+                Progress::Refused => return (None, starved),
+            }
+        }
+        (None, starved)
+    }
+
+    /// Starved only where the framer's scan finds no end either: where the
+    /// scan would find the end of an invalid object, it is refused at
+    /// once, not waited on.
+    fn check_starved_only_on_a_prefix(bytes: &[u8]) {
+        use super::{object_members_from, Partial, Progress};
+        if object_members_from(bytes, &mut Partial::default()) != Progress::Starved {
+            return;
+        }
+        let mut framer = crate::framing::Framer::new(usize::MAX);
+        framer.push(bytes);
+        if let Some(frame) = framer.next_frame() {
+            panic!(
+                "starved on {:?}, where the scan found {frame:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    /// A message given in pieces is read as it is whole.
+    fn check_resumed(bytes: &[u8], cuts: &[usize]) {
+        let whole = super::object_members(bytes);
+        let (pieces, _) = resumed(bytes, cuts);
+        assert_eq!(
+            format!("{pieces:?}"),
+            format!("{whole:?}"),
+            "{:?} cut at {cuts:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+
+    #[test]
+    fn captured_messages_in_pieces_read_as_whole() {
+        for capture in CAPTURES {
+            for start in message_starts(capture) {
+                let (_, len) = super::object_members(start).unwrap_or((Default::default(), 0));
+                let message = &start[..len];
+                for piece in [1, 7, 100, 4096] {
+                    let cuts: Vec<usize> = (1..=message.len() / piece).map(|n| n * piece).collect();
+                    let (pieces, starved) = resumed(message, &cuts);
+                    assert!(
+                        pieces.is_some(),
+                        "refused in pieces of {piece} after {starved}"
+                    );
+                    check_resumed(message, &cuts);
+                }
+            }
+        }
+    }
+
     /// Random inputs; proptest needs std.
     #[cfg(feature = "std")]
     mod random {
-        use super::{check, message_starts, parse_server_prefix, CAPTURES};
+        use super::{
+            check, check_resumed, check_starved_only_on_a_prefix, message_starts,
+            parse_server_prefix, CAPTURES,
+        };
         use alloc::vec::Vec;
         use proptest::prelude::*;
 
@@ -659,6 +1014,13 @@ mod tests {
             })
         }
 
+        /// Where to cut `bytes` into pieces, in order.
+        fn cuts(bytes: &[u8], splits: &[proptest::sample::Index]) -> Vec<usize> {
+            let mut cuts: Vec<usize> = splits.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            cuts
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -666,6 +1028,7 @@ mod tests {
             fn mutated_capture_messages(
                 message in 0usize..200,
                 edits in proptest::collection::vec((any::<proptest::sample::Index>(), 0usize..ALPHABET.len(), 0u8..3), 1..4),
+                splits in proptest::collection::vec(any::<proptest::sample::Index>(), 0..12),
             ) {
                 let heads = message_heads();
                 let mut bytes = heads[message % heads.len()].clone();
@@ -681,17 +1044,25 @@ mod tests {
                     }
                 }
                 check(&bytes);
+                check_resumed(&bytes, &cuts(&bytes, &splits));
+                for cut in cuts(&bytes, &splits) {
+                    check_starved_only_on_a_prefix(&bytes[..cut]);
+                }
             }
 
             #[test]
             fn random_json_like_bytes(
                 body in proptest::collection::vec(0usize..ALPHABET.len(), 0..60),
+                splits in proptest::collection::vec(any::<proptest::sample::Index>(), 0..12),
             ) {
                 let mut bytes = b"{\"return\": ".to_vec();
                 bytes.extend(body.iter().map(|&i| ALPHABET[i]));
                 check(&bytes);
+                check_resumed(&bytes, &cuts(&bytes, &splits));
+                check_starved_only_on_a_prefix(&bytes);
                 bytes.push(b'}');
                 check(&bytes);
+                check_resumed(&bytes, &cuts(&bytes, &splits));
             }
         }
     }
