@@ -28,6 +28,7 @@ use std::future::poll_fn;
 use std::io;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -65,9 +66,9 @@ pub(crate) struct State<R: Runtime> {
     unsent: Option<Bytes>,
     /// Where reads land: empty, with room for [`READ_SIZE`] bytes.
     buffer: Vec<u8>,
-    /// The socket is registered to wake [`Readiness`] when readable: the
-    /// last read attempt found nothing.
-    armed: bool,
+    /// The readiness waker, and whether the socket is registered to wake
+    /// it (shared with it: firing unregisters).
+    readiness: Arc<Readiness>,
     /// Calls waiting for room in the client's queue, and for the turn to
     /// pass descriptors, in order.
     pub(crate) room: Line,
@@ -131,6 +132,9 @@ impl Line {
 /// [`READERS`] oldest.
 pub(crate) struct Readiness {
     waiters: Mutex<Waiting>,
+    /// The socket is registered to wake it when readable (the last read
+    /// attempt found nothing, and it has not fired since).
+    armed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -166,13 +170,15 @@ impl Readiness {
             .any(|&reader| reader == id)
     }
 
-    /// The waiter numbered `id` stops waiting. If it was a reader, the
-    /// waiter that takes its place is woken: the readiness it was woken
-    /// for may be spent.
-    fn remove(&self, id: u64) {
+    /// The waiter numbered `id` stops waiting. If it was a reader and
+    /// `hand_over`, the waiter that takes its place is woken: the
+    /// readiness it was woken for may be spent. (A waiter that leaves with
+    /// its result leaves the socket registered instead, which wakes
+    /// whoever are the readers then.)
+    fn remove(&self, id: u64, hand_over: bool) {
         let mut waiting = self.lock();
         let was_reader = waiting.wakers.keys().take(READERS).any(|&r| r == id);
-        if waiting.wakers.remove(&id).is_none() || !was_reader {
+        if waiting.wakers.remove(&id).is_none() || !was_reader || !hand_over {
             return;
         }
         let promoted = waiting.wakers.values().nth(READERS - 1).cloned();
@@ -180,6 +186,14 @@ impl Readiness {
         if let Some(promoted) = promoted {
             wake_later(promoted);
         }
+    }
+
+    fn is_armed(&self) -> bool {
+        self.armed.load(Ordering::Acquire)
+    }
+
+    fn set_armed(&self, armed: bool) {
+        self.armed.store(armed, Ordering::Release);
     }
 
     /// Whether anyone waits.
@@ -195,6 +209,7 @@ impl Wake for Readiness {
 
     /// The socket is ready: wakes the readers.
     fn wake_by_ref(self: &Arc<Self>) {
+        self.armed.store(false, Ordering::Release);
         let readers: Vec<Waker> = self.lock().wakers.values().take(READERS).cloned().collect();
         for reader in readers {
             reader.wake();
@@ -250,6 +265,7 @@ impl<R: Runtime> Shared<R> {
     ) -> Arc<Self> {
         let readiness = Arc::new(Readiness {
             waiters: Mutex::new(Waiting::default()),
+            armed: AtomicBool::new(false),
         });
         Arc::new(Shared {
             state: Mutex::new(State {
@@ -258,7 +274,7 @@ impl<R: Runtime> Shared<R> {
                 socket: Some(socket),
                 unsent: None,
                 buffer: Vec::with_capacity(READ_SIZE),
-                armed: false,
+                readiness: readiness.clone(),
                 room: Line::default(),
                 fd_turn: Line::default(),
                 fd_turn_held: false,
@@ -339,11 +355,11 @@ impl<R: Runtime> Shared<R> {
                 return Poll::Pending;
             };
             if let Some(id) = id.take() {
-                self.readiness.remove(id);
+                self.readiness.remove(id, false);
             }
             // Whoever waits on is woken by the socket: it must be
             // registered for the next readiness.
-            while !state.armed && state.socket.is_some() && self.readiness.anyone() {
+            while !self.readiness.is_armed() && state.socket.is_some() && self.readiness.anyone() {
                 if !state.work(socket_cx) {
                     break;
                 }
@@ -370,7 +386,7 @@ impl<R: Runtime> Shared<R> {
     /// was dropped).
     pub(crate) fn stop_waiting(&self, id: &mut Option<u64>) {
         if let Some(id) = id.take() {
-            self.readiness.remove(id);
+            self.readiness.remove(id, true);
         }
     }
 }
@@ -463,7 +479,7 @@ impl<R: Runtime> State<R> {
             if self.router.is_held_up() {
                 // A lossless subscriber must take its events first; its
                 // next poll reads on.
-                self.armed = false;
+                self.readiness.set_armed(false);
                 break;
             }
             let State {
@@ -477,6 +493,9 @@ impl<R: Runtime> State<R> {
             };
             buffer.clear();
             let room = buffer.capacity();
+            // Armed before the registration, so that a readiness firing
+            // at once (on another thread) is not overwritten.
+            self.readiness.set_armed(true);
             let read = socket.poll_io(cx, Direction::Read, &mut |fd| {
                 let bytes = rustix::io::read(fd, rustix::buffer::spare_capacity(buffer))?;
                 // A short read emptied the socket: no need to read again
@@ -485,10 +504,9 @@ impl<R: Runtime> State<R> {
                 Ok(Moved { bytes, exhausted })
             });
             let Poll::Ready(read) = read else {
-                self.armed = true;
                 break;
             };
-            self.armed = false;
+            self.readiness.set_armed(false);
             progressed = true;
             #[cfg(feature = "tracing")]
             if let Ok(n) = read {
