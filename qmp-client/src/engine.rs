@@ -316,13 +316,20 @@ impl<R: Runtime> Shared<R> {
         self.update(|state| state.router.close());
     }
 
-    /// Reads what the socket has now, without waiting, so that the router
-    /// is up to date (before a cursor is taken, say). The reads are made
+    /// Reads what the socket has now (up to [`READS_AT_ONCE`] reads),
+    /// without waiting, so that the router is up to date (before a cursor
+    /// is taken, say). The reads are made
     /// directly, whatever the runtime last learnt of the socket's
     /// readiness: what QEMU sent a moment ago counts.
     pub(crate) fn catch_up(&self) {
         let mut state = self.lock();
-        while state.read_now() {}
+        // Bounded, so that a peer that never stops sending cannot keep
+        // the caller here.
+        for _ in 0..READS_AT_ONCE {
+            if !state.read_now() {
+                return;
+            }
+        }
     }
 
     /// One poll of a waiter numbered `id`: `check` looks for its result
