@@ -1,5 +1,4 @@
-//! The error of a connection driven over a real transport (needs `std`):
-//! what the adapters' calls return.
+//! [`Error`]: why a call on a connection failed.
 
 use qmp_proto::{End, ErrorClass, Failure, QmpError, SendError};
 use std::io;

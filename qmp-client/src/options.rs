@@ -1,9 +1,9 @@
-//! Settings of a connection driven by an adapter (`qmp-tokio`, `qmp-smol`).
+//! Settings of a connection: how it connects and what it keeps.
 
 use qmp_proto::{ClientConfig, RouterConfig};
 use std::time::Duration;
 
-/// How an adapter connects and what it keeps. The same for every runtime.
+/// How a connection connects and what it keeps. The same for every runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConnectOptions {
@@ -18,8 +18,9 @@ pub struct ConnectOptions {
     /// A deadline for every command, unless the call gives its own.
     /// Default: none.
     pub call_timeout: Option<Duration>,
-    /// How many events a subscriber may have unread before it lags.
-    /// Default: 256.
+    /// How many events a subscriber may have unread before it lags, unless
+    /// its own [`SubscribeOptions::capacity`](crate::SubscribeOptions::capacity)
+    /// says otherwise. Default: 256.
     pub subscriber_capacity: usize,
 }
 
