@@ -490,7 +490,6 @@ impl<R: Runtime> State<R> {
                 break;
             }
             let State {
-                router,
                 socket: Some(socket),
                 buffer,
                 ..
@@ -515,16 +514,11 @@ impl<R: Runtime> State<R> {
             };
             self.readiness.set_armed(false);
             progressed = true;
-            #[cfg(feature = "tracing")]
-            if let Ok(n) = read {
-                tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&buffer[..n]), "qmp received");
-            }
             // Read again at once only after a read that filled the buffer:
             // there may be more. Otherwise the waiter looks for its result
             // first.
             let filled = matches!(read, Ok(n) if n == room);
-            receive_read(router, read.map(|n| &buffer[..n]));
-            self.settle();
+            self.route_read(read);
             if !filled {
                 break;
             }
@@ -548,15 +542,24 @@ impl<R: Runtime> State<R> {
             return false;
         }
         buffer.clear();
-        let read = rustix::io::read(socket.fd(), rustix::buffer::spare_capacity(buffer));
-        let read = match read {
+        let read = match rustix::io::read(socket.fd(), rustix::buffer::spare_capacity(buffer)) {
             Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return false,
             Err(e) => Err(io::Error::from(e)),
             Ok(n) => Ok(n),
         };
-        receive_read(router, read.map(|n| &buffer[..n]));
-        self.settle();
+        self.route_read(read);
         true
+    }
+
+    /// Gives the router what one read into `buffer` gave, and settles.
+    fn route_read(&mut self, read: io::Result<usize>) {
+        let buffer = &self.buffer;
+        #[cfg(feature = "tracing")]
+        if let Ok(n) = read {
+            tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&buffer[..n]), "qmp received");
+        }
+        receive_read(&mut self.router, read.map(|n| &buffer[..n]));
+        self.settle();
     }
 
     /// Writes what waits for room, registering for writability if the
