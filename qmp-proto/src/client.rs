@@ -807,7 +807,9 @@ impl Client {
 
 /// Serializes command arguments: `None` for `null`, the object text
 /// otherwise.
-fn encode_arguments<A: Serialize + ?Sized>(arguments: &A) -> Result<Option<Vec<u8>>, SendError> {
+pub(crate) fn encode_arguments<A: Serialize + ?Sized>(
+    arguments: &A,
+) -> Result<Option<Vec<u8>>, SendError> {
     let text = serde_json::to_vec(arguments).map_err(|e| SendError::Serialize {
         detail: e.to_string(),
     })?;

@@ -139,6 +139,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod agent;
 mod client;
 mod error;
 pub mod framing;

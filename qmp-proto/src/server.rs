@@ -226,19 +226,7 @@ impl Server {
 
     /// Writes a reply with `id` (echoed verbatim; none for `None`).
     pub fn reply(&mut self, id: Option<&RawJson>, result: Result<&RawJson, &QmpError>) {
-        match result {
-            Ok(value) => {
-                let mut message = b"{\"return\": ".to_vec();
-                message.extend_from_slice(value.as_bytes());
-                if let Some(id) = id {
-                    message.extend_from_slice(b", \"id\": ");
-                    message.extend_from_slice(id.as_bytes());
-                }
-                message.push(b'}');
-                self.write_message(message);
-            }
-            Err(error) => self.write_error(id, error),
-        }
+        self.write_message(encode_reply(id, result));
     }
 
     /// Sends event `name` with `data` (which must serialize to an object, or
@@ -323,16 +311,7 @@ impl Server {
     }
 
     fn write_error(&mut self, id: Option<&RawJson>, error: &QmpError) {
-        let mut message = b"{".to_vec();
-        if let Some(id) = id {
-            message.extend_from_slice(b"\"id\": ");
-            message.extend_from_slice(id.as_bytes());
-            message.extend_from_slice(b", ");
-        }
-        message.extend_from_slice(b"\"error\": ");
-        message.extend_from_slice(&to_json(error));
-        message.push(b'}');
-        self.write_message(message);
+        self.write_message(encode_reply(id, Err(error)));
     }
 
     /// Ends `message` with CRLF, as QEMU does, re-indenting it (token by
@@ -350,6 +329,39 @@ impl Server {
         if !self.ended {
             self.ended = true;
             self.outputs.push_back(ServerOutput::End(end));
+        }
+    }
+}
+
+/// A reply as QEMU writes it, without the line end: `{"return": VALUE,
+/// "id": ID}`, or `{"id": ID, "error": ERROR}` (the id first, as QEMU puts
+/// it in errors).
+pub(crate) fn encode_reply(id: Option<&RawJson>, result: Result<&RawJson, &QmpError>) -> Vec<u8> {
+    match result {
+        Ok(value) => {
+            let mut message = b"{\"return\": ".to_vec();
+            message.extend_from_slice(value.as_bytes());
+            if let Some(id) = id {
+                message.extend_from_slice(b", \"id\": ");
+                message.extend_from_slice(id.as_bytes());
+            }
+            message.push(b'}');
+            message
+        }
+        Err(error) => {
+            let mut message = b"{".to_vec();
+            if let Some(id) = id {
+                message.extend_from_slice(b"\"id\": ");
+                message.extend_from_slice(id.as_bytes());
+                message.extend_from_slice(b", ");
+            }
+            // Spaced as QEMU spaces it.
+            message.extend_from_slice(b"\"error\": {\"class\": ");
+            push_str_literal(&mut message, error.class.as_str());
+            message.extend_from_slice(b", \"desc\": ");
+            push_str_literal(&mut message, &error.desc);
+            message.extend_from_slice(b"}}");
+            message
         }
     }
 }
