@@ -22,7 +22,7 @@ use crate::notice_queue::NoticeSink;
 use crate::runtime::{Direction, Moved, Runtime, Socket};
 use bytes::Bytes;
 use qmp_proto::router::Delivery;
-use qmp_proto::{Client, Failure, RawJson, Router, Sequenced};
+use qmp_proto::{End, Failure, RawJson, Router, Sequenced};
 use std::collections::BTreeMap;
 use std::future::poll_fn;
 use std::io;
@@ -53,9 +53,72 @@ impl Delivery for Waiters {
     type Subscriber = NoticeSink;
 }
 
+/// What the engine drives: a protocol machine and the routing of its
+/// outputs to the futures that wait for them. The QMP router is one; the
+/// guest agent's is another.
+pub(crate) trait Conversation: Send + 'static {
+    /// Takes bytes read from the socket.
+    fn receive(&mut self, bytes: &[u8]);
+    /// The peer closed the stream.
+    fn receive_eof(&mut self);
+    /// Reading or writing failed.
+    fn fail_transport(&mut self, detail: String);
+    /// Ends the conversation from this side.
+    fn close(&mut self);
+    /// Delivers what the machine has to say to whoever waits for it.
+    fn handle_outputs(&mut self);
+    /// Writes what there is to send, in order (see
+    /// [`Router::transmit_with`]).
+    fn transmit_with(
+        &mut self,
+        unsent: &mut Option<Bytes>,
+        try_write: impl FnMut(&[u8]) -> Option<usize>,
+    ) -> bool;
+    /// How the conversation ended, once it has.
+    fn end(&self) -> Option<&End>;
+    /// Whether reading must stop until a consumer catches up.
+    fn is_held_up(&self) -> bool;
+    /// Whether a command waiting for room in the queue would be taken now.
+    fn has_room(&self) -> bool;
+}
+
+impl Conversation for Router<Waiters> {
+    fn receive(&mut self, bytes: &[u8]) {
+        Router::receive(self, bytes);
+    }
+    fn receive_eof(&mut self) {
+        Router::receive_eof(self);
+    }
+    fn fail_transport(&mut self, detail: String) {
+        Router::fail_transport(self, detail);
+    }
+    fn close(&mut self) {
+        Router::close(self);
+    }
+    fn handle_outputs(&mut self) {
+        Router::handle_outputs(self);
+    }
+    fn transmit_with(
+        &mut self,
+        unsent: &mut Option<Bytes>,
+        try_write: impl FnMut(&[u8]) -> Option<usize>,
+    ) -> bool {
+        Router::transmit_with(self, unsent, try_write)
+    }
+    fn end(&self) -> Option<&End> {
+        Router::end(self)
+    }
+    fn is_held_up(&self) -> bool {
+        Router::is_held_up(self)
+    }
+    fn has_room(&self) -> bool {
+        self.client().has_room(false)
+    }
+}
+
 /// What the lock guards.
-pub(crate) struct State<R: Runtime> {
-    pub(crate) router: Router<Waiters>,
+pub(crate) struct State<R: Runtime, C = Router<Waiters>> {
+    pub(crate) router: C,
     /// Descriptors that go out with the next byte written.
     pub(crate) fds: Vec<OwnedFd>,
     /// The socket, until the connection has ended and what the socket took
@@ -225,8 +288,8 @@ impl Wake for Quiet {
 }
 
 /// What the handles, the waiting futures and the subscriptions share.
-pub(crate) struct Shared<R: Runtime> {
-    state: Mutex<State<R>>,
+pub(crate) struct Shared<R: Runtime, C = Router<Waiters>> {
+    state: Mutex<State<R, C>>,
     readiness: Arc<Readiness>,
     /// Registered with the socket for every readiness: wakes the readers.
     readiness_waker: Waker,
@@ -237,39 +300,34 @@ pub(crate) struct Shared<R: Runtime> {
 
 /// The locked state. Its fields drop in order: the lock is released, then
 /// the wakers kept aside under it are woken.
-pub(crate) struct Locked<'a, R: Runtime> {
-    guard: MutexGuard<'a, State<R>>,
+pub(crate) struct Locked<'a, R: Runtime, C> {
+    guard: MutexGuard<'a, State<R, C>>,
     _then: WakeOnRelease,
 }
 
-impl<R: Runtime> Deref for Locked<'_, R> {
-    type Target = State<R>;
-    fn deref(&self) -> &State<R> {
+impl<R: Runtime, C> Deref for Locked<'_, R, C> {
+    type Target = State<R, C>;
+    fn deref(&self) -> &State<R, C> {
         &self.guard
     }
 }
 
-impl<R: Runtime> DerefMut for Locked<'_, R> {
-    fn deref_mut(&mut self) -> &mut State<R> {
+impl<R: Runtime, C> DerefMut for Locked<'_, R, C> {
+    fn deref_mut(&mut self) -> &mut State<R, C> {
         &mut self.guard
     }
 }
 
-impl<R: Runtime> Shared<R> {
-    /// The engine of a connection over `socket`, not negotiated yet.
-    pub(crate) fn new(
-        runtime: R,
-        socket: R::Socket,
-        client: Client,
-        router: qmp_proto::RouterConfig,
-    ) -> Arc<Self> {
+impl<R: Runtime, C: Conversation> Shared<R, C> {
+    /// The engine of `conversation` over `socket`.
+    pub(crate) fn new(runtime: R, socket: R::Socket, conversation: C) -> Arc<Self> {
         let readiness = Arc::new(Readiness {
             waiters: Mutex::new(Waiting::default()),
             armed: AtomicBool::new(false),
         });
         Arc::new(Shared {
             state: Mutex::new(State {
-                router: Router::new(client, router),
+                router: conversation,
                 fds: Vec::new(),
                 socket: Some(socket),
                 unsent: None,
@@ -288,7 +346,7 @@ impl<R: Runtime> Shared<R> {
     }
 
     /// Locks the state.
-    pub(crate) fn lock(&self) -> Locked<'_, R> {
+    pub(crate) fn lock(&self) -> Locked<'_, R, C> {
         let then = WakeOnRelease::new();
         // Poisoning means a panic elsewhere; the router stays coherent.
         let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -296,13 +354,13 @@ impl<R: Runtime> Shared<R> {
     }
 
     /// Looks at the router without changing it.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&Router<Waiters>) -> T) -> T {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&C) -> T) -> T {
         f(&self.lock().router)
     }
 
     /// Changes the state with `f`, then routes what that produced and
     /// writes what there is to send.
-    pub(crate) fn update<T>(&self, f: impl FnOnce(&mut State<R>) -> T) -> T {
+    pub(crate) fn update<T>(&self, f: impl FnOnce(&mut State<R, C>) -> T) -> T {
         let mut state = self.lock();
         let result = f(&mut state);
         state.settle();
@@ -340,7 +398,7 @@ impl<R: Runtime> Shared<R> {
         &self,
         cx: &mut Context<'_>,
         id: &mut Option<u64>,
-        mut check: impl FnMut(&mut State<R>, &mut Context<'_>) -> Poll<T>,
+        mut check: impl FnMut(&mut State<R, C>, &mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
         let mut state = self.lock();
         let socket_cx = &mut Context::from_waker(&self.readiness_waker);
@@ -380,7 +438,7 @@ impl<R: Runtime> Shared<R> {
     /// Cancel safety: dropping the future only stops the wait.
     pub(crate) async fn wait<T>(
         &self,
-        mut check: impl FnMut(&mut State<R>, &mut Context<'_>) -> Poll<T>,
+        mut check: impl FnMut(&mut State<R, C>, &mut Context<'_>) -> Poll<T>,
     ) -> T {
         let mut waiter = Waiter {
             shared: self,
@@ -399,18 +457,18 @@ impl<R: Runtime> Shared<R> {
 }
 
 /// A waiter of [`Shared::wait`]: dropped, it stops waiting.
-struct Waiter<'a, R: Runtime> {
-    shared: &'a Shared<R>,
+struct Waiter<'a, R: Runtime, C: Conversation> {
+    shared: &'a Shared<R, C>,
     id: Option<u64>,
 }
 
-impl<R: Runtime> Drop for Waiter<'_, R> {
+impl<R: Runtime, C: Conversation> Drop for Waiter<'_, R, C> {
     fn drop(&mut self) {
         self.shared.stop_waiting(&mut self.id);
     }
 }
 
-impl<R: Runtime> State<R> {
+impl<R: Runtime, C: Conversation> State<R, C> {
     /// Routes the router's outputs and writes what it has to send, as far
     /// as the socket takes it now. Called after every change.
     pub(crate) fn settle(&mut self) {
@@ -420,7 +478,7 @@ impl<R: Runtime> State<R> {
             self.router.handle_outputs();
             self.flush().ok();
         }
-        if self.router.client().has_room(false) || self.router.end().is_some() {
+        if self.router.has_room() || self.router.end().is_some() {
             self.room.wake_first();
         }
     }
@@ -562,43 +620,49 @@ impl<R: Runtime> State<R> {
         self.settle();
     }
 
-    /// Writes what waits for room, registering for writability if the
-    /// socket is still full. Returns whether the connection goes on.
+    /// Writes what waits for room, until the socket is full (then
+    /// registered for writability) or nothing waits. Returns whether the
+    /// connection goes on.
     fn write_waiting(&mut self, cx: &mut Context<'_>) -> bool {
-        let State {
-            socket: Some(socket),
-            unsent: Some(bytes),
-            fds,
-            ..
-        } = self
-        else {
-            return true;
-        };
-        let written = socket.poll_io(cx, Direction::Write, &mut |fd| {
-            let sent = send(fd, bytes, fds)?;
-            Ok(Moved {
-                bytes: sent,
-                exhausted: sent < bytes.len(),
-            })
-        });
-        match written {
-            Poll::Pending => true,
-            Poll::Ready(Ok(n)) => {
-                let rest = bytes.slice(n..);
-                self.unsent = (!rest.is_empty()).then_some(rest);
-                self.settle();
-                true
-            }
-            Poll::Ready(Err(e)) if stopped_reading(&e) => {
-                self.unsent = None;
-                self.peer_stopped_reading = true;
-                true
-            }
-            Poll::Ready(Err(e)) => {
-                self.unsent = None;
-                self.router.fail_transport(e.to_string());
-                self.settle();
-                false
+        loop {
+            let State {
+                socket: Some(socket),
+                unsent: Some(bytes),
+                fds,
+                ..
+            } = self
+            else {
+                return true;
+            };
+            let written = socket.poll_io(cx, Direction::Write, &mut |fd| {
+                let sent = send(fd, bytes, fds)?;
+                Ok(Moved {
+                    bytes: sent,
+                    exhausted: sent < bytes.len(),
+                })
+            });
+            match written {
+                Poll::Pending => return true,
+                // A partial write filled the socket: the next attempt
+                // finds it full and registers for writability. (Stopping
+                // here left a command larger than the socket's buffer
+                // waiting for read readiness only: it hung.)
+                Poll::Ready(Ok(n)) => {
+                    let rest = bytes.slice(n..);
+                    self.unsent = (!rest.is_empty()).then_some(rest);
+                    self.settle();
+                }
+                Poll::Ready(Err(e)) if stopped_reading(&e) => {
+                    self.unsent = None;
+                    self.peer_stopped_reading = true;
+                    return true;
+                }
+                Poll::Ready(Err(e)) => {
+                    self.unsent = None;
+                    self.router.fail_transport(e.to_string());
+                    self.settle();
+                    return false;
+                }
             }
         }
     }
@@ -608,7 +672,7 @@ impl<R: Runtime> State<R> {
 /// the stream) or the error. A reset counts as the end of the stream: it
 /// is how QEMU's socket closes when QEMU exits, and the framer still tells
 /// a clean end from one inside a message.
-fn receive_read(router: &mut Router<Waiters>, read: io::Result<&[u8]>) {
+fn receive_read(router: &mut impl Conversation, read: io::Result<&[u8]>) {
     match read {
         Ok([]) => router.receive_eof(),
         Ok(bytes) => router.receive(bytes),

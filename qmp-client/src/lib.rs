@@ -73,6 +73,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod agent;
 mod answer;
 mod call;
 mod dial;

@@ -129,7 +129,8 @@ impl<R: Runtime> Qmp<R> {
         let handshake = async {
             let socket = dial.await.map_err(connect_error)?;
             let client = Client::new(options.client.clone());
-            let shared = Shared::new(runtime.clone(), socket, client, options.router.clone());
+            let router = Router::new(client, options.router.clone());
+            let shared = Shared::new(runtime.clone(), socket, router);
             let mut abandon = CloseOnDrop(Some(shared.clone()));
             shared
                 .wait(|state, _| {

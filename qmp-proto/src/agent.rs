@@ -188,7 +188,7 @@ enum Step {
     /// it are dropped.
     AwaitingSync { sync_id: u64 },
     /// In step, with the command on the wire (if any).
-    InStep { running: Option<u64> },
+    Synced { running: Option<u64> },
     /// The channel ended.
     Ended,
 }
@@ -255,7 +255,7 @@ impl Agent {
     /// Whether the stream is known to be in step: the last sync was
     /// answered and no command has been given up on since.
     pub fn is_in_step(&self) -> bool {
-        matches!(self.step, Step::InStep { .. })
+        matches!(self.step, Step::Synced { .. })
     }
 
     /// Whether the channel has ended (the [`AgentOutput::End`] may still be
@@ -267,7 +267,7 @@ impl Agent {
     /// The command on the wire, waiting for its reply.
     pub fn running(&self) -> Option<RequestId> {
         match self.step {
-            Step::InStep { running } => running.map(RequestId),
+            Step::Synced { running } => running.map(RequestId),
             _ => None,
         }
     }
@@ -314,6 +314,20 @@ impl Agent {
         Ok(RequestId(id))
     }
 
+    /// Sends a fresh sync now, before any command asks for one: on
+    /// connecting, so that the first command finds the stream in step, or
+    /// to learn whether the agent answers (the [`AgentOutput::Synced`]
+    /// says so). Does nothing, and returns `false`, while a command runs
+    /// (its reply is due first) or once the channel has ended.
+    pub fn sync(&mut self) -> bool {
+        if self.eof || matches!(self.step, Step::Ended | Step::Synced { running: Some(_) }) {
+            return false;
+        }
+        self.lose_step();
+        self.send_sync();
+        true
+    }
+
     /// Gives up on command `id` (its deadline passed, or its caller went
     /// away). A command not written yet never will be. One running may
     /// still be answered, so the next command syncs first and the late
@@ -332,7 +346,7 @@ impl Agent {
             return true;
         }
         if self.step
-            == (Step::InStep {
+            == (Step::Synced {
                 running: Some(id.0),
             })
         {
@@ -398,7 +412,7 @@ impl Agent {
         }
         self.eof = true;
         let end = match self.step {
-            Step::InStep { .. } => end_at_eof(&mut self.framer),
+            Step::Synced { .. } => end_at_eof(&mut self.framer),
             _ => End::PeerClosed,
         };
         self.end(end);
@@ -437,10 +451,10 @@ impl Agent {
     fn advance(&mut self) {
         match self.step {
             Step::Unsynced if !self.queue.is_empty() => self.send_sync(),
-            Step::InStep { running: None } => {
+            Step::Synced { running: None } => {
                 if let Some((id, bytes)) = self.queue.pop_front() {
                     self.transmit.extend_from_slice(&bytes);
-                    self.step = Step::InStep { running: Some(id) };
+                    self.step = Step::Synced { running: Some(id) };
                 }
             }
             _ => {}
@@ -487,7 +501,7 @@ impl Agent {
                 None => return,
                 Some(Ok(frame)) => frame,
                 Some(Err(e)) => {
-                    if matches!(self.step, Step::InStep { running: Some(_) }) {
+                    if matches!(self.step, Step::Synced { running: Some(_) }) {
                         self.end(End::Protocol(e.into()));
                     } else {
                         // Not ours: skipped, as any leftover.
@@ -509,11 +523,11 @@ impl Agent {
             (Step::AwaitingSync { sync_id }, Some((_, Ok(value))))
                 if attach(&frame, &value).as_u64() == Some(sync_id) =>
             {
-                self.step = Step::InStep { running: None };
+                self.step = Step::Synced { running: None };
                 self.outputs.push_back(AgentOutput::Synced { sync_id });
             }
             (
-                Step::InStep {
+                Step::Synced {
                     running: Some(running),
                 },
                 Some((id, result)),
@@ -523,13 +537,13 @@ impl Agent {
             {
                 // Ours: it carries our id, or none (the agent's error about
                 // a command it could not read has none).
-                self.step = Step::InStep { running: None };
+                self.step = Step::Synced { running: None };
                 self.outputs.push_back(AgentOutput::Reply(Reply {
                     id: RequestId(running),
                     result: result.map(|value| attach_last(frame, &value)),
                 }));
             }
-            (Step::InStep { running: None }, _) => {
+            (Step::Synced { running: None }, _) => {
                 // Nothing was asked: the stream is not what we think.
                 self.skipped_messages += 1;
                 self.lose_step();

@@ -58,6 +58,35 @@ impl core::fmt::Display for FrameError {
     }
 }
 
+/// Writes the chunks `next` gives through `try_write`, which writes as much
+/// of a chunk as it can *without waiting* and says how much, or `None` when
+/// it can take nothing now (or failed). What it does not take is kept in
+/// `unsent`, which must be written, waiting as needed, before anything
+/// newer: so the stream stays in order whoever writes. Returns whether
+/// bytes are left in `unsent`.
+pub fn write_in_order(
+    unsent: &mut Option<Bytes>,
+    mut next: impl FnMut() -> Option<Bytes>,
+    mut try_write: impl FnMut(&[u8]) -> Option<usize>,
+) -> bool {
+    loop {
+        let Some(bytes) = unsent.take().or_else(&mut next) else {
+            return false;
+        };
+        match try_write(&bytes) {
+            Some(n) if n >= bytes.len() => {}
+            Some(n) => {
+                *unsent = Some(bytes.slice(n..));
+                return true;
+            }
+            None => {
+                *unsent = Some(bytes);
+                return true;
+            }
+        }
+    }
+}
+
 /// What a parser offered the front of the buffer
 /// ([`Framer::next_frame_with`]) says about it.
 #[derive(Debug)]

@@ -557,24 +557,11 @@ impl<D: Delivery> Router<D> {
     pub fn transmit_with(
         &mut self,
         unsent: &mut Option<bytes::Bytes>,
-        mut try_write: impl FnMut(&[u8]) -> Option<usize>,
+        try_write: impl FnMut(&[u8]) -> Option<usize>,
     ) -> bool {
-        loop {
-            let Some(bytes) = unsent.take().or_else(|| self.poll_transmit()) else {
-                return self.end().is_some();
-            };
-            match try_write(&bytes) {
-                Some(n) if n >= bytes.len() => {}
-                Some(n) => {
-                    *unsent = Some(bytes.slice(n..));
-                    return true;
-                }
-                None => {
-                    *unsent = Some(bytes);
-                    return true;
-                }
-            }
-        }
+        let client = &mut self.client;
+        crate::framing::write_in_order(unsent, || client.poll_transmit(), try_write)
+            || self.end().is_some()
     }
 
     /// Drains the client's outputs and delivers each to its waiters. Call it

@@ -369,3 +369,19 @@ fn the_server_half_answers_syncs_as_qemu_ga_does() {
     );
     assert_eq!(server.poll_output(), None, "the half command was dropped");
 }
+
+#[test]
+fn a_sync_asked_for_brings_the_stream_in_step_before_any_command() {
+    let mut agent = Agent::new(AgentConfig::default().first_sync_id(20));
+    assert!(agent.sync());
+    assert_eq!(transmitted(&mut agent), sync_bytes(20));
+    // A second one before the first is answered replaces it.
+    assert!(agent.sync());
+    assert_eq!(transmitted(&mut agent), sync_bytes(21));
+    agent.receive(b"\xff{\"return\": 20}\n\xff{\"return\": 21}\n");
+    assert_eq!(outputs(&mut agent), [AgentOutput::Synced { sync_id: 21 }]);
+    assert!(agent.is_in_step());
+    agent.execute("guest-ping", &()).unwrap();
+    assert!(transmitted(&mut agent).starts_with(b"{\"execute\": \"guest-ping\""));
+    assert!(!agent.sync(), "not while a command runs");
+}

@@ -85,3 +85,10 @@ pub type Qmp = qmp_client::Qmp<AsyncIo>;
 
 /// A stream of events on async-io (see [`qmp_client::Subscription`]).
 pub type Subscription = qmp_client::Subscription<AsyncIo>;
+
+/// A connection to a QEMU guest agent (see [`qmp_client::agent`]).
+pub type GuestAgent = qmp_client::agent::GuestAgent<AsyncIo>;
+
+/// The guest agent's options, commands and results (see
+/// [`qmp_client::agent`]).
+pub use qmp_client::agent;

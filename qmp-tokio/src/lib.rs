@@ -58,6 +58,13 @@ pub type Qmp = qmp_client::Qmp<Tokio>;
 /// A stream of events on tokio (see [`qmp_client::Subscription`]).
 pub type Subscription = qmp_client::Subscription<Tokio>;
 
+/// A connection to a QEMU guest agent (see [`qmp_client::agent`]).
+pub type GuestAgent = qmp_client::agent::GuestAgent<Tokio>;
+
+/// The guest agent's options, commands and results (see
+/// [`qmp_client::agent`]).
+pub use qmp_client::agent;
+
 /// The README's examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -4,6 +4,8 @@
 //!   and `qemu-storage-daemon`) with a QMP socket in a private directory.
 //! - [`runtime`] and [`on_both_runtimes!`]: one test body compiled twice, once
 //!   against `qmp-tokio` on tokio and once against `qmp-smol` on async-io.
+//! - [`agent`]: a real `qemu-ga` on this host, with an allow-list of
+//!   harmless commands, and a scripted mock agent.
 //! - [`mock`]: a fault-injecting QMP server on a std thread (no runtime), for
 //!   the `hostile_*` tests.
 //!
@@ -12,6 +14,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "runtimes")]
+pub mod agent;
 pub mod fuzz_bodies;
 pub mod mock;
 #[cfg(feature = "runtimes")]

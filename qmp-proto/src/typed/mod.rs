@@ -14,6 +14,8 @@
 //!   enums and structs in [`types`]; [`transaction`] for atomic groups of
 //!   actions and [`schema`] for the connected QEMU's own schema
 //!   (`query-qmp-schema`), which says what it accepts.
+//! - [`agent`]: the core commands of the QEMU guest agent (QGA), a protocol
+//!   of its own with the same JSON, whose commands run in the guest.
 //!
 //! # Newer and older QEMUs
 //!
@@ -79,6 +81,7 @@
 
 pub(crate) mod open_enum;
 
+pub mod agent;
 pub mod commands;
 pub mod events;
 mod matcher;
