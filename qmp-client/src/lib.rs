@@ -64,6 +64,12 @@
 //! hold up the calls behind it, as it would on any shared stream: await
 //! what you start, or drop it.
 //!
+//! # The guest agent
+//!
+//! [`agent::GuestAgent`] talks to the QEMU guest agent (QGA) on the same
+//! engine: synced past leftovers, a deadline on every call, commands one
+//! at a time (see the [`agent`] module).
+//!
 //! # Errors
 //!
 //! [`Error`] tells apart the QMP error reply (with its class), the

@@ -456,3 +456,37 @@ fn ctrl_c_stops_a_script() {
         "the script went no further"
     );
 }
+
+#[test]
+fn agent_mode_talks_to_a_real_guest_agent() {
+    let Some(agent) = qmp_tests::agent::HostAgent::start() else {
+        return;
+    };
+    let socket = agent.socket().to_str().expect("UTF-8 path");
+    let path = agent.dir().join("note.txt");
+    let open = format!("guest-file-open path={} mode=w", path.display());
+    let script = format!(
+        "guest-ping\n{open}\nguest-file-write handle=HANDLE buf-b64=aGkK\nguest-file-close handle=HANDLE\nguest-get-vcpus\n"
+    );
+    // The handle is only known once opened: a first run opens the file.
+    let run = shell(&["-c", "--agent", socket], &format!("guest-ping\n{open}\n"));
+    assert_eq!(run.status, Some(0), "{}", run.describe());
+    let values = run.values();
+    assert_eq!(values[0], json!({}), "{}", run.describe());
+    let handle = values[1].as_i64().expect("a handle");
+    let script = script.replace("HANDLE", &handle.to_string());
+    let run = shell(
+        &["-c", "--agent", socket],
+        &script[script.find("guest-file-write").unwrap()..],
+    );
+    // guest-get-vcpus is not on the allow-list: the agent's error, exit 1.
+    assert_eq!(run.status, Some(1), "{}", run.describe());
+    assert_eq!(
+        run.values(),
+        [json!({"count": 3, "eof": false}), json!({})],
+        "{}",
+        run.describe()
+    );
+    assert!(run.stderr.contains("CommandNotFound"), "{}", run.describe());
+    assert_eq!(std::fs::read(&path).expect("written"), b"hi\n");
+}

@@ -68,7 +68,7 @@ qmp_tests::on_both_runtimes! {
             assert_eq!(agent.read_file(path.to_str().unwrap()).await.expect("read"), contents);
 
             // A disabled command is the agent's error, and the channel goes on.
-            let refused = agent.execute(&commands::GuestFsfreezeStatus).await;
+            let refused = agent.execute(&commands::GuestGetVcpus).await;
             assert!(matches!(refused, Err(Error::Qmp(_))), "{refused:?}");
             agent.ping().await.expect("still in step");
             assert!(agent.is_in_step());

@@ -1,5 +1,5 @@
-//! The QEMU guest agent (QGA): [`GuestAgent`], on the same engine as
-//! [`Qmp`](crate::Qmp).
+//! The QEMU guest agent (QGA): [`GuestAgent`], on the same engine as the
+//! QMP client, [`Qmp`].
 //!
 //! The agent runs inside the guest and answers over a virtio-serial port,
 //! which QEMU exposes on the host as a chardev socket

@@ -30,6 +30,8 @@ pub struct Options {
     pub timeout: Option<Duration>,
     /// Negotiate out-of-band execution.
     pub oob: bool,
+    /// The socket is a guest agent's.
+    pub agent: bool,
     /// Where the interactive history is kept.
     pub history: History,
 }
@@ -57,6 +59,7 @@ pub enum History {
 
 pub const HELP: &str = "\
 Usage: qmp-shell [OPTIONS] <SOCKET | HOST:PORT>
+       qmp-shell --agent [OPTIONS] <SOCKET | HOST:PORT>
 
 An interactive QMP (QEMU Machine Protocol) shell. Type commands as
 `name key=value ...` or as JSON requests, one per line; replies are printed
@@ -79,6 +82,11 @@ Options:
   -t, --timeout SECS  Give up connecting, and waiting for each reply, after
                       SECS seconds (fractions allowed; default: 10 s to
                       connect, no limit on replies)
+  -a, --agent         The socket is a QEMU guest agent's (QGA): the same
+                      syntax, commands such as guest-ping or guest-info;
+                      the shell syncs with the agent before the first
+                      command and after one that timed out (default
+                      timeout: 10 s)
       --oob           Negotiate out-of-band execution (for JSON requests
                       with \"exec-oob\")
       --history FILE  Keep the history in FILE (default:
@@ -118,6 +126,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String>
         verbose: false,
         timeout: None,
         oob: false,
+        agent: false,
         history: History::Default,
     };
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -131,6 +140,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String>
                 options.timeout = Some(parse_seconds(&value.to_string_lossy())?);
             }
             Long("oob") => options.oob = true,
+            Short('a') | Long("agent") => options.agent = true,
             Long("history") => {
                 let value = parser.value().map_err(|e| e.to_string())?;
                 options.history = History::File(value.into());
@@ -210,6 +220,9 @@ mod tests {
         let options = run(&["/tmp/qmp.sock"]).unwrap();
         assert_eq!(options.target, Target::Unix("/tmp/qmp.sock".into()));
         assert!(options.pretty && !options.hmp && !options.verbose && !options.oob);
+        assert!(!options.agent);
+        assert!(run(&["--agent", "/tmp/qga.sock"]).unwrap().agent);
+        assert!(run(&["-a", "/tmp/qga.sock"]).unwrap().agent);
         assert_eq!(options.timeout, None);
         assert_eq!(options.history, History::Default);
     }

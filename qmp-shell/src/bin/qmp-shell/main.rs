@@ -13,7 +13,10 @@ use console::Console;
 use input::Input;
 use qmp_shell::json::Json;
 use qmp_shell::syntax::{self, Call};
-use qmp_tokio::{ConnectOptions, EventFilter, Notice, Qmp, Subscription};
+use qmp_tokio::agent::AgentOptions;
+use qmp_tokio::{
+    ConnectOptions, Error, EventFilter, GuestAgent, Notice, Qmp, RawJson, Subscription,
+};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,18 +88,36 @@ async fn run(options: Options) -> u8 {
         connect.connect_timeout = timeout;
         connect.call_timeout = Some(timeout);
     }
-    let connected = match &options.target {
-        Target::Unix(path) => Qmp::connect_unix(path, connect).await,
-        Target::Tcp(address) => Qmp::connect_tcp(address.clone(), connect).await,
+    let connected = match (&options.target, options.agent) {
+        (Target::Unix(path), false) => Qmp::connect_unix(path, connect).await.map(Peer::Qmp),
+        (Target::Tcp(address), false) => Qmp::connect_tcp(address.clone(), connect)
+            .await
+            .map(Peer::Qmp),
+        (target, true) => {
+            let mut agent_options = AgentOptions::default();
+            if let Some(timeout) = options.timeout {
+                agent_options = agent_options.connect_timeout(timeout).call_timeout(timeout);
+            }
+            match target {
+                Target::Unix(path) => GuestAgent::connect_unix(path, agent_options).await,
+                Target::Tcp(address) => {
+                    GuestAgent::connect_tcp(address.clone(), agent_options).await
+                }
+            }
+            .map(Peer::Agent)
+        }
     };
-    let qmp = match connected {
-        Ok(qmp) => qmp,
+    let peer = match connected {
+        Ok(peer) => peer,
         Err(e) => {
             eprintln!("qmp-shell: {e}");
             return 1;
         }
     };
-    let events = qmp.subscribe(EventFilter::all());
+    let events = match &peer {
+        Peer::Qmp(qmp) => Some(qmp.subscribe(EventFilter::all())),
+        Peer::Agent(_) => None,
+    };
     let (interrupt, terminate) = match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -110,7 +131,7 @@ async fn run(options: Options) -> u8 {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let (lines_tx, lines) = mpsc::channel(16);
     let mut shell = Shell {
-        qmp,
+        peer,
         events,
         interrupt,
         terminate,
@@ -121,13 +142,16 @@ async fn run(options: Options) -> u8 {
         failed: false,
     };
     let editor = if interactive {
-        println!("Connected to QEMU {}", shell.qmp.greeting().version);
+        match &shell.peer {
+            Peer::Qmp(qmp) => println!("Connected to QEMU {}", qmp.greeting().version),
+            Peer::Agent(_) => println!("Connected to the guest agent's socket"),
+        }
         let names = shell.command_names().await;
         println!("Tab completes command names; Ctrl-D quits.");
-        let prompt = if shell.options.hmp {
-            "(qemu) "
-        } else {
-            "(QEMU) "
+        let prompt = match (&shell.peer, shell.options.hmp) {
+            (Peer::Agent(_), _) => "(QGA) ",
+            (_, true) => "(qemu) ",
+            (_, false) => "(QEMU) ",
         };
         match input::spawn_editor(
             prompt.to_owned(),
@@ -172,7 +196,7 @@ async fn run(options: Options) -> u8 {
         // The editor is not reading: it waits for the reply to `quit`.
         Ending::Quit => {}
     }
-    shell.qmp.close();
+    shell.peer.close();
     match ending {
         Ending::Signal => 130,
         Ending::Closed(_) | Ending::InputFailed => 1,
@@ -195,9 +219,42 @@ fn history_path(choice: &History) -> Option<PathBuf> {
     }
 }
 
+/// What the shell talks to.
+#[derive(Clone)]
+enum Peer {
+    Qmp(Qmp),
+    Agent(GuestAgent),
+}
+
+impl Peer {
+    async fn call(&self, call: &Call) -> Result<RawJson, Error> {
+        match self {
+            Peer::Qmp(qmp) if call.oob => qmp.call(&call.name, &call.arguments).oob().await,
+            Peer::Qmp(qmp) => qmp.call(&call.name, &call.arguments).await,
+            Peer::Agent(agent) => agent.call(&call.name, &call.arguments).await,
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            Peer::Qmp(qmp) => qmp.close(),
+            Peer::Agent(agent) => agent.close(),
+        }
+    }
+}
+
+/// The next notice of `events`; never, without events (the agent sends
+/// none).
+async fn next_notice(events: &mut Option<Subscription>) -> Option<Notice> {
+    match events {
+        Some(events) => events.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 struct Shell {
-    qmp: Qmp,
-    events: Subscription,
+    peer: Peer,
+    events: Option<Subscription>,
     interrupt: Signal,
     terminate: Signal,
     console: Console,
@@ -218,7 +275,7 @@ impl Shell {
         loop {
             tokio::select! {
                 biased;
-                notice = self.events.next() => {
+                notice = next_notice(&mut self.events) => {
                     if !self.show(notice) {
                         return Ending::Closed(Some(self.end_reason()));
                     }
@@ -268,7 +325,8 @@ impl Shell {
     /// Why the connection ended.
     fn end_reason(&self) -> String {
         self.events
-            .end_reason()
+            .as_ref()
+            .and_then(Subscription::end_reason)
             .map_or_else(|| "it ended".to_owned(), |end| end.to_string())
     }
 
@@ -320,20 +378,14 @@ impl Shell {
             let text = render::json(&call.to_request(), self.options.pretty);
             self.console.out(&text);
         }
-        let qmp = self.qmp.clone();
-        let reply = async {
-            if call.oob {
-                qmp.call(&call.name, &call.arguments).oob().await
-            } else {
-                qmp.call(&call.name, &call.arguments).await
-            }
-        };
+        let peer = self.peer.clone();
+        let reply = peer.call(&call);
         tokio::pin!(reply);
         let mut events_open = true;
         let result = loop {
             tokio::select! {
                 biased;
-                notice = self.events.next(), if events_open => {
+                notice = next_notice(&mut self.events), if events_open => {
                     // The reply tells how the call ended, closed or not.
                     if let Some(notice) = notice {
                         self.show(Some(notice));
@@ -384,7 +436,7 @@ impl Shell {
         let limit = self.options.timeout.unwrap_or(Duration::from_secs(10));
         let _ = tokio::time::timeout(limit, async {
             loop {
-                let notice = self.events.next().await;
+                let notice = next_notice(&mut self.events).await;
                 if !self.show(notice) {
                     return;
                 }
@@ -398,7 +450,7 @@ impl Shell {
         loop {
             tokio::select! {
                 biased;
-                notice = self.events.next() => {
+                notice = next_notice(&mut self.events) => {
                     if notice.is_none() {
                         return;
                     }
@@ -416,16 +468,34 @@ impl Shell {
         struct Command {
             name: String,
         }
+        let qmp = match &self.peer {
+            Peer::Qmp(qmp) => qmp,
+            Peer::Agent(agent) => {
+                #[derive(serde::Deserialize)]
+                struct Info {
+                    supported_commands: Vec<Command>,
+                }
+                return match agent.call("guest-info", &()).decode::<Info>().await {
+                    Ok(info) => info
+                        .supported_commands
+                        .into_iter()
+                        .map(|c| c.name)
+                        .collect(),
+                    Err(e) => {
+                        eprintln!("warning: no completion of command names: {e}");
+                        Vec::new()
+                    }
+                };
+            }
+        };
         let names = if self.options.hmp {
             let help = Json::Object(vec![("command-line".into(), Json::String("help".into()))]);
-            self.qmp
-                .call("human-monitor-command", &help)
+            qmp.call("human-monitor-command", &help)
                 .timeout(Duration::from_secs(10))
                 .await
                 .map(|raw| input::hmp_command_names(&render::hmp_text(&raw)))
         } else {
-            self.qmp
-                .call("query-commands", &())
+            qmp.call("query-commands", &())
                 .timeout(Duration::from_secs(10))
                 .await
                 .and_then(|raw| Ok(raw.decode::<Vec<Command>>()?))
