@@ -437,11 +437,7 @@ impl Agent {
 
     /// Bytes to write to the channel, if any. Write them all, in order.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if self.transmit.is_empty() {
-            None
-        } else {
-            Some(self.transmit.split().freeze())
-        }
+        crate::framing::take_all(&mut self.transmit)
     }
 
     // ----- internals -------------------------------------------------------

@@ -479,11 +479,7 @@ impl Client {
     /// Bytes to write to the server, if any. Write them all, in order, before
     /// the next call's.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if self.transmit.is_empty() {
-            None
-        } else {
-            Some(self.transmit.split().freeze())
-        }
+        crate::framing::take_all(&mut self.transmit)
     }
 
     // ----- internals -------------------------------------------------------

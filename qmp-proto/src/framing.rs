@@ -58,6 +58,12 @@ impl core::fmt::Display for FrameError {
     }
 }
 
+/// Everything `buffer` holds, if anything: how each machine hands out the
+/// bytes it has to write.
+pub(crate) fn take_all(buffer: &mut BytesMut) -> Option<Bytes> {
+    (!buffer.is_empty()).then(|| buffer.split().freeze())
+}
+
 /// Writes the chunks `next` gives through `try_write`, which writes as much
 /// of a chunk as it can *without waiting* and says how much, or `None` when
 /// it can take nothing now (or failed). What it does not take is kept in

@@ -201,11 +201,7 @@ impl Server {
 
     /// Bytes to write to the client, if any.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if self.transmit.is_empty() {
-            None
-        } else {
-            Some(self.transmit.split().freeze())
-        }
+        crate::framing::take_all(&mut self.transmit)
     }
 
     /// Answers `command` with `value` as its `return`.

@@ -59,7 +59,7 @@
 //! [`Command`]: super::Command
 
 use super::open_enum::open_enum;
-use super::{impl_command, Empty};
+use super::{impl_command, unit_arguments, Empty};
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
@@ -849,21 +849,6 @@ pub struct GuestSuspendRam;
 pub struct GuestSuspendHybrid;
 
 // ----- the Command impls ----------------------------------------------------------------
-
-/// Commands without arguments serialize to `null` (no `arguments`
-/// member) and, for mock servers, accept any arguments object.
-macro_rules! unit_arguments {
-    ($($ty:ident),*) => {
-        $(
-            impl<'de> Deserialize<'de> for $ty {
-                fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                    serde::de::IgnoredAny::deserialize(d)?;
-                    Ok($ty)
-                }
-            }
-        )*
-    };
-}
 
 unit_arguments!(
     GuestPing,

@@ -30,7 +30,7 @@ use super::types::{
     BitmapSyncMode, BlockDeviceIoStatus, BlockdevDetectZeroesOptions, BlockdevDiscardOptions,
     BlockdevOnError, JobStatus, JobType, MirrorCopyMode, MirrorSyncMode, RunState,
 };
-use super::{impl_command, Empty};
+use super::{impl_command, unit_arguments, Empty};
 use crate::message::{Capability, Version};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -734,21 +734,6 @@ pub struct JobDismiss {
 pub struct JobFinalize {
     /// The job's id.
     pub id: String,
-}
-
-/// Commands without arguments serialize to `null` (no `arguments`
-/// member) and, for mock servers, accept any arguments object.
-macro_rules! unit_arguments {
-    ($($ty:ident),*) => {
-        $(
-            impl<'de> Deserialize<'de> for $ty {
-                fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                    serde::de::IgnoredAny::deserialize(d)?;
-                    Ok($ty)
-                }
-            }
-        )*
-    };
 }
 
 macro_rules! job_id_constructors {

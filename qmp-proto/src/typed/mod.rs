@@ -248,6 +248,22 @@ macro_rules! impl_command {
 }
 pub(crate) use impl_command;
 
+/// Commands without arguments serialize to `null` (no `arguments`
+/// member) and, for mock servers, accept any arguments object.
+macro_rules! unit_arguments {
+    ($($ty:ident),*) => {
+        $(
+            impl<'de> Deserialize<'de> for $ty {
+                fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                    serde::de::IgnoredAny::deserialize(d)?;
+                    Ok($ty)
+                }
+            }
+        )*
+    };
+}
+pub(crate) use unit_arguments;
+
 /// Declares the [`Event`] impls of event types.
 macro_rules! impl_event {
     ($($ty:ty => $name:literal;)*) => {
