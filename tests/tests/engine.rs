@@ -66,6 +66,19 @@ qmp_tests::on_both_runtimes! {
         qmp::Qmp::from_unix_stream(stream, Default::default()).await.expect("connect")
     }
 
+    /// A command the socket cannot take at once is written in pieces as
+    /// room comes (it used to wait for read readiness only, and hang).
+    #[test]
+    fn a_command_larger_than_the_socket_buffer_is_written_whole() {
+        let (stream, _mock) = Mock::pair(MockConfig::default(), answer_but_never);
+        rt::block_on(async {
+            let qmp = connect(stream).await;
+            let big = "x".repeat(3_000_000);
+            let reply = rt::timeout(HANG, qmp.call("big", &json!({"data": big}))).await;
+            reply.expect("hung").expect("big");
+        })
+    }
+
     #[test]
     fn close_wakes_the_call_reading_for_its_answer() {
         let (stream, _mock) = Mock::pair(MockConfig::default(), answer_but_never);
