@@ -623,7 +623,7 @@ mod tests {
             [
                 "{\"return\": 1, \"id\": \"x\"}",
                 "{\"return\": 2}",
-                "{\"error\": {\"class\":\"GenericError\",\"desc\":\"bad\"}}",
+                "{\"error\": {\"class\": \"GenericError\", \"desc\": \"bad\"}}",
                 "{\"id\": 7}",
                 "raw",
                 "",
