@@ -189,9 +189,25 @@ impl MockAgent {
         leftovers: &[u8],
         script: impl FnMut(&Command) -> Act + Send + 'static,
     ) -> (UnixStream, MockAgent) {
+        Self::pair_gated(leftovers, None, script)
+    }
+
+    /// [`pair`](Self::pair), with an agent that reads nothing until
+    /// `gate` says so (or is dropped): an agent not started yet, whose
+    /// channel QEMU still accepts.
+    pub fn pair_gated(
+        leftovers: &[u8],
+        gate: Option<std::sync::mpsc::Receiver<()>>,
+        script: impl FnMut(&Command) -> Act + Send + 'static,
+    ) -> (UnixStream, MockAgent) {
         let (ours, theirs) = UnixStream::pair().expect("socketpair");
         let leftovers = leftovers.to_vec();
-        let thread = std::thread::spawn(move || serve(theirs, &leftovers, script));
+        let thread = std::thread::spawn(move || {
+            if let Some(gate) = gate {
+                let _ = gate.recv();
+            }
+            serve(theirs, &leftovers, script)
+        });
         (
             ours,
             MockAgent {

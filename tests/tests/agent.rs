@@ -4,7 +4,9 @@
 
 use qmp_client::agent::{commands, AgentOptions, ExecRequest, NoReply};
 use qmp_client::Error;
+use qmp_proto::Timestamp;
 use qmp_tests::agent::{Act, HostAgent, MockAgent};
+use qmp_tests::mock::{Action, Mock, MockConfig};
 use qmp_tests::qemu::QemuProcess;
 use serde_json::json;
 use std::future::IntoFuture;
@@ -296,5 +298,67 @@ qmp_tests::on_both_runtimes! {
             agent.close();
         })).expect("hung");
         mock.join();
+    }
+
+    /// The QMP side of the test: `open-port` makes it send
+    /// `VSERPORT_CHANGE` for port `qga-port` (what QEMU sends when the
+    /// guest's agent opens it).
+    fn qmp_with_port_events() -> (std::os::unix::net::UnixStream, Mock<Vec<String>>) {
+        Mock::pair(MockConfig::default(), |peer| {
+            peer.serve(|command| match command.name.as_str() {
+                "open-port" => vec![
+                    Action::Event("VSERPORT_CHANGE".into(), json!({"id": "qga-port", "open": true}), Timestamp::default()),
+                    Action::Reply(json!({})),
+                ],
+                _ => vec![Action::Reply(json!({}))],
+            })
+            .expect("the QMP mock")
+        })
+    }
+
+    #[test]
+    fn waiting_on_port_events_costs_one_attempt_while_the_guest_is_down() {
+        let (qmp_stream, _qmp_mock) = qmp_with_port_events();
+        let (gate, gated) = std::sync::mpsc::channel();
+        let (stream, mock) = MockAgent::pair_gated(b"", Some(gated), |_| Act::Reply(json!({})));
+        rt::block_on(rt::timeout(HANG, async {
+            let qmp = qmp::Qmp::from_unix_stream(qmp_stream, Default::default()).await.expect("QMP");
+            let agent = qmp::GuestAgent::from_unix_stream(stream, quick()).expect("adopt");
+            let ready = agent.wait_until_ready_with_events(&qmp, "qga-port", Duration::from_millis(1500)).await;
+            assert!(matches!(ready, Err(Error::Timeout)), "{ready:?}");
+            // The agent starts: the port opens.
+            gate.send(()).expect("the mock waits");
+            let caller = agent.clone();
+            let started = Instant::now();
+            qmp.call("open-port", &()).await.expect("open-port");
+            caller.wait_until_ready_with_events(&qmp, "qga-port", HANG).await.expect("ready");
+            assert!(started.elapsed() < Duration::from_secs(5));
+            agent.close();
+        })).expect("hung");
+        let seen = mock.join();
+        // The sync of connect (the single attempt while the port was
+        // closed waited behind it), and the one of the attempt that
+        // succeeded. Attempts of 0.5 s, 1 s, ... would each have sent
+        // one (see the next test).
+        assert_eq!(seen.iter().filter(|s| s.starts_with("sync ")).count(), 2, "{seen:?}");
+    }
+
+    #[test]
+    fn waiting_without_events_tries_again_after_each_attempt() {
+        let (gate, gated) = std::sync::mpsc::channel();
+        let (stream, mock) = MockAgent::pair_gated(b"", Some(gated), |_| Act::Reply(json!({})));
+        rt::block_on(rt::timeout(HANG, async {
+            let agent = qmp::GuestAgent::from_unix_stream(stream, quick()).expect("adopt");
+            let ready = agent.wait_until_ready(Duration::from_millis(1600)).await;
+            assert!(matches!(ready, Err(Error::Timeout)), "{ready:?}");
+            gate.send(()).expect("the mock waits");
+            agent.wait_until_ready(HANG).await.expect("ready");
+            agent.close();
+        })).expect("hung");
+        let seen = mock.join();
+        // Connect (the first attempt waited behind it), the attempts of
+        // 1 s and what was left, then the one that succeeded.
+        let syncs = seen.iter().filter(|s| s.starts_with("sync ")).count();
+        assert!(syncs >= 4, "{seen:?}");
     }
 }
