@@ -22,6 +22,16 @@ pub struct ConnectOptions {
     /// its own [`SubscribeOptions::capacity`](crate::SubscribeOptions::capacity)
     /// says otherwise. Default: 256.
     pub subscriber_capacity: usize,
+    /// Whether connecting tries again, within
+    /// [`connect_timeout`](Self::connect_timeout), while there is nothing
+    /// to connect to yet: the socket file does not exist, or nobody
+    /// accepts (QEMU was just started and is still setting up). Pauses of
+    /// 5 ms, doubling up to 100 ms, separate the attempts. A monitor that
+    /// accepts but is held by another client is a different case: the
+    /// connection is made and the greeting waits, which the connect
+    /// timeout bounds with or without this. Default: off (such a socket
+    /// fails at once with [`Error::Connect`](crate::Error::Connect)).
+    pub retry_until_ready: bool,
 }
 
 impl Default for ConnectOptions {
@@ -32,6 +42,7 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(10),
             call_timeout: None,
             subscriber_capacity: 256,
+            retry_until_ready: false,
         }
     }
 }
@@ -70,6 +81,12 @@ impl ConnectOptions {
     /// Sets [`subscriber_capacity`](Self::subscriber_capacity) (at least 1).
     pub fn subscriber_capacity(mut self, events: usize) -> Self {
         self.subscriber_capacity = events.max(1);
+        self
+    }
+
+    /// Sets [`retry_until_ready`](Self::retry_until_ready).
+    pub fn retry_until_ready(mut self, retry: bool) -> Self {
+        self.retry_until_ready = retry;
         self
     }
 }

@@ -85,8 +85,13 @@ impl<R: Runtime> Qmp<R> {
     ) -> Result<Self, Error> {
         let runtime = R::current().map_err(connect_error)?;
         let path = path.as_ref();
-        let dial = dial::unix(&runtime, path);
-        Self::establish(&runtime, dial, true, options).await
+        if options.retry_until_ready {
+            let dial = dial::until_ready(&runtime, || dial::unix(&runtime, path));
+            Self::establish(&runtime, dial, true, options).await
+        } else {
+            let dial = dial::unix(&runtime, path);
+            Self::establish(&runtime, dial, true, options).await
+        }
     }
 
     /// Connects to a QMP server over TCP (`-qmp tcp:HOST:PORT,server=on`).
@@ -100,8 +105,38 @@ impl<R: Runtime> Qmp<R> {
         options: ConnectOptions,
     ) -> Result<Self, Error> {
         let runtime = R::current().map_err(connect_error)?;
-        let dial = dial::tcp(&runtime, addr);
-        Self::establish(&runtime, dial, false, options).await
+        if options.retry_until_ready {
+            let dial = async {
+                let candidates = dial::resolve(addr).await?;
+                dial::until_ready(&runtime, || dial::tcp_any(&runtime, &candidates)).await
+            };
+            Self::establish(&runtime, dial, false, options).await
+        } else {
+            let dial = dial::tcp(&runtime, addr);
+            Self::establish(&runtime, dial, false, options).await
+        }
+    }
+
+    /// Waits for QEMU to connect to `listener` and talks QMP over that
+    /// connection, for deployments that let QEMU dial a socket they made
+    /// (`-chardev socket,id=mon0,path=PATH,server=off -mon
+    /// chardev=mon0,mode=control`, or `host=...,port=...` over TCP):
+    /// accepting, reading the greeting and negotiating all happen within
+    /// `options.connect_timeout`. Takes one connection; call it again for
+    /// the next. The listener is put in non-blocking mode. Descriptors
+    /// can be passed if it is a Unix socket.
+    ///
+    /// Cancel safety: dropping the future leaves the listener as it was
+    /// (but non-blocking) and closes a connection taken meanwhile.
+    pub async fn accept(
+        listener: impl std::os::fd::AsFd,
+        options: ConnectOptions,
+    ) -> Result<Self, Error> {
+        let runtime = R::current().map_err(connect_error)?;
+        let listener = listener.as_fd();
+        let unix = dial::is_unix(listener).map_err(connect_error)?;
+        let dial = dial::accept(&runtime, listener);
+        Self::establish(&runtime, dial, unix, options).await
     }
 
     /// Talks QMP over an already-connected Unix stream: one end of a

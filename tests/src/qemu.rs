@@ -31,18 +31,7 @@ impl QemuProcess {
     /// `qemu-system-x86_64 -M none -nodefaults -display none` with a QMP
     /// monitor, plus `extra` arguments.
     pub fn system(extra: &[&str]) -> Option<QemuProcess> {
-        Self::start(SYSTEM, extra, |socket| {
-            vec![
-                "-M".into(),
-                "none".into(),
-                "-nodefaults".into(),
-                "-display".into(),
-                "none".into(),
-                "-qmp".into(),
-                format!("unix:{socket},server=on,wait=off"),
-                "-daemonize".into(),
-            ]
-        })
+        Self::system_in(tempfile::tempdir().expect("temporary directory"), extra)
     }
 
     /// `qemu-system-x86_64 -M machine -nodefaults -display none` with a QMP
@@ -77,12 +66,40 @@ impl QemuProcess {
         })
     }
 
+    /// [`system`](Self::system) in `dir`, a directory the test made
+    /// beforehand: the QMP socket will be `dir/qmp.sock` (for a test that
+    /// starts connecting before QEMU runs, or has QEMU dial a socket of
+    /// its own there).
+    pub fn system_in(dir: tempfile::TempDir, extra: &[&str]) -> Option<QemuProcess> {
+        Self::start_in(dir, SYSTEM, extra, |socket| {
+            vec![
+                "-M".into(),
+                "none".into(),
+                "-nodefaults".into(),
+                "-display".into(),
+                "none".into(),
+                "-qmp".into(),
+                format!("unix:{socket},server=on,wait=off"),
+                "-daemonize".into(),
+            ]
+        })
+    }
+
     fn start(
         binary: &str,
         extra: &[&str],
         base_args: impl FnOnce(&str) -> Vec<String>,
     ) -> Option<QemuProcess> {
         let dir = tempfile::tempdir().expect("temporary directory");
+        Self::start_in(dir, binary, extra, base_args)
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        binary: &str,
+        extra: &[&str],
+        base_args: impl FnOnce(&str) -> Vec<String>,
+    ) -> Option<QemuProcess> {
         let socket = dir.path().join("qmp.sock");
         let pidfile = dir.path().join("qemu.pid");
         let socket_text = socket.to_str().expect("temporary path is UTF-8");
