@@ -102,8 +102,9 @@ pub struct AgentConfig {
     /// [`ProtocolError::MessageTooLarge`](crate::ProtocolError::MessageTooLarge)
     /// if it is a reply to a command; while syncing, it is skipped.
     pub max_message_size: usize,
-    /// How many commands may wait behind the one running (default 1024);
-    /// past it [`Agent::execute`] fails with [`SendError::QueueFull`].
+    /// How many commands may wait behind the one running (default 1024,
+    /// at least 1); past it [`Agent::execute`] fails with
+    /// [`SendError::QueueFull`].
     pub max_queued: usize,
     /// How syncs are made.
     pub sync_method: SyncMethod,
@@ -231,6 +232,10 @@ impl Default for Agent {
 impl Agent {
     /// A machine whose first command will be preceded by a sync.
     pub fn new(config: AgentConfig) -> Self {
+        let config = AgentConfig {
+            max_queued: config.max_queued.max(1),
+            ..config
+        };
         Agent {
             framer: Framer::new(config.max_message_size),
             names: EventNames::default(),
@@ -341,7 +346,10 @@ impl Agent {
                 self.step,
                 Step::AwaitingDelimiter { .. } | Step::AwaitingSync { .. }
             ) {
+                // A fresh sync for the commands still waiting (found by
+                // the agent_ops fuzz target: they waited for one forever).
                 self.lose_step();
+                self.advance();
             }
             return true;
         }
@@ -368,13 +376,17 @@ impl Agent {
             if self.config.sync_method == SyncMethod::Delimited {
                 match self.step {
                     Step::Unsynced => {
+                        // The stream may have just lost its step: a sync
+                        // goes out below if commands wait (found by the
+                        // agent_ops fuzz target: returning here left them
+                        // waiting).
                         self.skipped_bytes += bytes.len() as u64;
-                        return;
+                        break;
                     }
                     Step::AwaitingDelimiter { sync_id } => {
                         let Some(at) = memchr::memchr(DELIMITER, bytes) else {
                             self.skipped_bytes += bytes.len() as u64;
-                            return;
+                            break;
                         };
                         self.skipped_bytes += at as u64;
                         bytes = &bytes[at + 1..];
@@ -389,10 +401,11 @@ impl Agent {
                 if let Some(at) = memchr::memchr(DELIMITER, bytes) {
                     self.framer.push(&bytes[..at]);
                     self.handle_frames();
-                    if self.framer.buffered() > 0 {
-                        self.skipped_bytes += self.framer.buffered() as u64;
-                        self.framer = Framer::new(self.config.max_message_size);
-                    }
+                    // Always a fresh start: a framer discarding an oversize
+                    // message holds no bytes but is not between messages
+                    // (found by the agent_ops fuzz target).
+                    self.skipped_bytes += self.framer.buffered() as u64;
+                    self.framer = Framer::new(self.config.max_message_size);
                     bytes = &bytes[at + 1..];
                     continue;
                 }
@@ -497,11 +510,15 @@ impl Agent {
                 None => return,
                 Some(Ok(frame)) => frame,
                 Some(Err(e)) => {
-                    if matches!(self.step, Step::Synced { running: Some(_) }) {
-                        self.end(End::Protocol(e.into()));
-                    } else {
+                    match self.step {
+                        Step::Synced { running: Some(_) } => self.end(End::Protocol(e.into())),
+                        // Nothing was asked: as any unexpected message.
+                        Step::Synced { running: None } => {
+                            self.skipped_messages += 1;
+                            self.lose_step();
+                        }
                         // Not ours: skipped, as any leftover.
-                        self.skipped_messages += 1;
+                        _ => self.skipped_messages += 1,
                     }
                     continue;
                 }

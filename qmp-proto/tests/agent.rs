@@ -385,3 +385,71 @@ fn a_sync_asked_for_brings_the_stream_in_step_before_any_command() {
     assert!(transmitted(&mut agent).starts_with(b"{\"execute\": \"guest-ping\""));
     assert!(!agent.sync(), "not while a command runs");
 }
+
+/// Found by the agent_ops fuzz target: a command given up on behind a
+/// sync left the commands after it waiting for a sync nobody sent.
+#[test]
+fn giving_up_on_one_of_several_commands_behind_a_sync_sends_a_fresh_one() {
+    let mut agent = Agent::new(AgentConfig::default().first_sync_id(1));
+    let first = agent.execute("guest-ping", &()).unwrap();
+    agent.execute("guest-info", &()).unwrap();
+    assert_eq!(transmitted(&mut agent), sync_bytes(1));
+    assert!(agent.cancel(first));
+    assert_eq!(
+        transmitted(&mut agent),
+        sync_bytes(2),
+        "the next command's sync"
+    );
+    agent.receive(b"\xff{\"return\": 2}\n");
+    assert_eq!(outputs(&mut agent), [AgentOutput::Synced { sync_id: 2 }]);
+    assert!(transmitted(&mut agent).starts_with(b"{\"execute\": \"guest-info\""));
+}
+
+/// Found by the agent_ops fuzz target: a read that brought the stream in
+/// step and then out of it again left the waiting command without a sync.
+#[test]
+fn a_read_that_loses_the_step_it_brought_syncs_again_for_the_waiting_command() {
+    let mut agent = Agent::new(AgentConfig::default().first_sync_id(1));
+    let ping = agent.execute("guest-ping", &()).unwrap();
+    transmitted(&mut agent);
+    // In one read: the sync's reply, then (before the command could be
+    // written) a message nobody asked for, then delimiters.
+    agent.receive(b"\xff{\"return\": 1}\n{\"event\": \"SHUTDOWN\"}\n\xff\xff");
+    assert_eq!(outputs(&mut agent), [AgentOutput::Synced { sync_id: 1 }]);
+    assert_eq!(
+        transmitted(&mut agent),
+        sync_bytes(2),
+        "a fresh sync, not the command"
+    );
+    agent.receive(b"\xff{\"return\": 2}\n");
+    assert_eq!(outputs(&mut agent), [AgentOutput::Synced { sync_id: 2 }]);
+    assert!(transmitted(&mut agent).starts_with(b"{\"execute\": \"guest-ping\""));
+    assert_eq!(agent.running(), Some(ping));
+}
+
+/// Found by the agent_ops fuzz target: a leftover longer than the size
+/// limit before the delimiter swallowed the sync's reply.
+#[test]
+fn an_oversize_leftover_does_not_swallow_the_sync_reply() {
+    let mut agent = Agent::new(AgentConfig::default().max_message_size(52).first_sync_id(5));
+    agent.execute("guest-ping", &()).unwrap();
+    transmitted(&mut agent);
+    let mut bytes = b"\xff{\"return\": \"".to_vec();
+    bytes.extend_from_slice(&[b'x'; 200]);
+    bytes.extend_from_slice(b"\xff{\"return\": 5}\n");
+    agent.receive(&bytes);
+    assert_eq!(outputs(&mut agent), [AgentOutput::Synced { sync_id: 5 }]);
+}
+
+/// An unexpected message while in step with nothing running loses the
+/// step, however large it is.
+#[test]
+fn an_oversize_message_nobody_asked_for_loses_the_step() {
+    let mut agent = Agent::new(AgentConfig::default().max_message_size(52).first_sync_id(5));
+    assert!(agent.sync());
+    transmitted(&mut agent);
+    agent.receive(b"\xff{\"return\": 5}\n");
+    assert!(agent.is_in_step());
+    agent.receive(format!("{{\"return\": \"{}\"}}\n", "x".repeat(100)).as_bytes());
+    assert!(!agent.is_in_step());
+}

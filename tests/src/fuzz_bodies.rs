@@ -41,8 +41,10 @@ use serde::de::IgnoredAny;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
+mod agent_ops;
 mod client_ops;
 
+pub use agent_ops::agent_ops;
 pub use client_ops::client_ops;
 
 /// Greetings the client bodies start from: the real ones of the captures in

@@ -52,6 +52,11 @@ fn client_bytes_corpus() {
 }
 
 #[test]
+fn agent_ops_corpus() {
+    replay("agent_ops", fuzz_bodies::agent_ops);
+}
+
+#[test]
 fn client_ops_corpus() {
     replay("client_ops", fuzz_bodies::client_ops);
 }
