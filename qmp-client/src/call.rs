@@ -5,6 +5,7 @@ use crate::engine::{Line, Shared, State};
 use crate::qmp::within;
 use crate::runtime::Runtime;
 use crate::{Error, Qmp};
+use qmp_proto::typed::check::ArgumentProblem;
 use qmp_proto::{Failure, RawJson, RequestId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -30,6 +31,10 @@ use std::time::{Duration, Instant};
 /// - [`decode`](Call::decode): the type the `return` value decodes into.
 /// - [`try_now`](Call::try_now): fail at once when the queue is full
 ///   instead of waiting for room.
+/// - [`check_arguments`](Call::check_arguments): check the arguments
+///   against the connected QEMU's own schema first, and send nothing if
+///   they do not fit ([`ConnectOptions::check_arguments`](crate::ConnectOptions::check_arguments)
+///   does it for every call).
 ///
 /// ```no_run
 /// # async fn f(qmp: qmp_client::Qmp<impl qmp_client::Runtime>, fd: std::os::fd::OwnedFd) -> Result<(), qmp_client::Error> {
@@ -39,6 +44,7 @@ use std::time::{Duration, Instant};
 /// let status = qmp.execute(&QueryStatus).timeout(Duration::from_secs(1)).await?;
 /// qmp.execute(&Getfd::new("backup0")).fd(fd).await?;
 /// qmp.call("x-debug-query-block-graph", &()).oob().timeout(Duration::from_secs(1)).await?;
+/// qmp.call("blockdev-del", &serde_json::json!({"node-name": "disk0"})).check_arguments().await?;
 /// # Ok(()) }
 /// ```
 ///
@@ -52,6 +58,8 @@ pub struct Call<'a, R: Runtime, A: ?Sized, T = RawJson> {
     issue: Issue<'a, A>,
     /// `None`: the connection's default.
     timeout: Option<Option<Duration>>,
+    /// `None`: the connection's default.
+    check: Option<bool>,
     decode: fn(RawJson) -> Result<T, Error>,
 }
 
@@ -68,6 +76,7 @@ impl<'a, R: Runtime, A: Serialize + Sync + ?Sized> Call<'a, R, A> {
             qmp,
             issue,
             timeout: None,
+            check: None,
             decode: Ok,
         }
     }
@@ -117,6 +126,52 @@ impl<'a, R: Runtime, A: Serialize + Sync + ?Sized, T> Call<'a, R, A, T> {
         self
     }
 
+    /// Checks the arguments against the connected QEMU's schema (fetched
+    /// once per connection, by [`Qmp::schema`]) before sending: a member
+    /// the schema does not have, a required member missing, a value of
+    /// the wrong JSON type (in nested objects, arrays, alternates and
+    /// unions too), a string that is none of its enum's values. If any is
+    /// found, nothing is sent and the call fails with
+    /// [`Error::Rejected`] carrying
+    /// [`SendError::InvalidArguments`](crate::SendError::InvalidArguments),
+    /// which lists every problem with its place (`arguments.file.driver`)
+    /// and what the schema expects there. Deprecated or unstable commands,
+    /// members and enum values are only warnings: the call goes on (with
+    /// the `tracing` feature each is logged at the `warn` level; see
+    /// [`Qmp::check_arguments`] to get them).
+    ///
+    /// The check costs a serialization of the arguments and, on the
+    /// connection's first check, the `query-qmp-schema` call (about
+    /// 250 KB), within this call's timeout.
+    ///
+    /// ```no_run
+    /// # async fn f(qmp: qmp_client::Qmp<impl qmp_client::Runtime>) -> Result<(), qmp_client::Error> {
+    /// use qmp_client::typed::commands::BlockdevAdd;
+    /// use qmp_client::{Error, SendError};
+    ///
+    /// let node = BlockdevAdd::new("null-co", "disk0").option("sise", 1 << 20);
+    /// match qmp.execute(&node).check_arguments().await {
+    ///     Err(Error::Rejected(SendError::InvalidArguments(problems))) => {
+    ///         // "arguments.sise: unknown member (expected one of: driver, ...)"
+    ///         println!("{}", problems.errors[0]);
+    ///     }
+    ///     other => println!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn check_arguments(mut self) -> Self {
+        self.check = Some(true);
+        self
+    }
+
+    /// Sends the arguments unchecked, whatever
+    /// [`ConnectOptions::check_arguments`](crate::ConnectOptions::check_arguments)
+    /// says.
+    pub fn skip_argument_check(mut self) -> Self {
+        self.check = Some(false);
+        self
+    }
+
     /// Decodes the `return` value into `U` (a decoding failure is
     /// [`Error::Decode`]).
     pub fn decode<U: DeserializeOwned>(self) -> Call<'a, R, A, U> {
@@ -131,12 +186,14 @@ impl<'a, R: Runtime, A: Serialize + Sync + ?Sized, T> Call<'a, R, A, T> {
             qmp,
             issue,
             timeout,
+            check,
             ..
         } = self;
         Call {
             qmp,
             issue,
             timeout,
+            check,
             decode,
         }
     }
@@ -146,6 +203,7 @@ impl<'a, R: Runtime, A: Serialize + Sync + ?Sized, T> Call<'a, R, A, T> {
             qmp,
             issue,
             timeout,
+            check,
             decode,
         } = self;
         if !issue.fds.is_empty() && !qmp.can_pass_fds() {
@@ -154,6 +212,14 @@ impl<'a, R: Runtime, A: Serialize + Sync + ?Sized, T> Call<'a, R, A, T> {
         let shared = qmp.shared();
         let limit = timeout.unwrap_or(qmp.options().call_timeout);
         let deadline = limit.and_then(|limit| Instant::now().checked_add(limit));
+        if check.unwrap_or(qmp.options().check_arguments) {
+            let checked = qmp.check_arguments(issue.name, issue.arguments);
+            match within(&shared.runtime, deadline, checked).await {
+                None => return Err(Error::Timeout),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(warnings)) => log_warnings(issue.name, &warnings),
+            }
+        }
         let work = async {
             let _turn = match issue.fds.is_empty() {
                 true => None,
@@ -174,6 +240,16 @@ impl<'a, R: Runtime, A: Serialize + Sync + ?Sized, T> Call<'a, R, A, T> {
             Some(Ok(Ok(raw))) => decode(raw),
         }
     }
+}
+
+/// Logs what a passed argument check warned of (feature `tracing`).
+fn log_warnings(command: &str, warnings: &[ArgumentProblem]) {
+    #[cfg(feature = "tracing")]
+    for warning in warnings {
+        tracing::warn!(command, "{warning}");
+    }
+    #[cfg(not(feature = "tracing"))]
+    let _ = (command, warnings);
 }
 
 impl<'a, R, A, T> IntoFuture for Call<'a, R, A, T>

@@ -21,7 +21,8 @@ pub enum Error {
     /// The server answered the command with an error.
     Qmp(QmpError),
     /// The command was not accepted locally (queue full, OOB not
-    /// negotiated, arguments not an object).
+    /// negotiated, arguments not an object, or arguments that do not fit
+    /// the server's schema when [checked](crate::Call::check_arguments)).
     Rejected(SendError),
     /// The connection ended (or had ended) before the answer came.
     Closed(End),

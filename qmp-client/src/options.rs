@@ -32,6 +32,14 @@ pub struct ConnectOptions {
     /// timeout bounds with or without this. Default: off (such a socket
     /// fails at once with [`Error::Connect`](crate::Error::Connect)).
     pub retry_until_ready: bool,
+    /// Whether every call checks its arguments against the connected
+    /// QEMU's schema before sending, as
+    /// [`Call::check_arguments`](crate::Call::check_arguments) does (a
+    /// call can opt out with
+    /// [`skip_argument_check`](crate::Call::skip_argument_check)). The
+    /// schema is fetched once, by the first call that needs it. Default:
+    /// off.
+    pub check_arguments: bool,
 }
 
 impl Default for ConnectOptions {
@@ -43,6 +51,7 @@ impl Default for ConnectOptions {
             call_timeout: None,
             subscriber_capacity: 256,
             retry_until_ready: false,
+            check_arguments: false,
         }
     }
 }
@@ -87,6 +96,12 @@ impl ConnectOptions {
     /// Sets [`retry_until_ready`](Self::retry_until_ready).
     pub fn retry_until_ready(mut self, retry: bool) -> Self {
         self.retry_until_ready = retry;
+        self
+    }
+
+    /// Sets [`check_arguments`](Self::check_arguments).
+    pub fn check_arguments(mut self, check: bool) -> Self {
+        self.check_arguments = check;
         self
     }
 }

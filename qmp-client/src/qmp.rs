@@ -283,7 +283,8 @@ impl<R: Runtime> Qmp<R> {
 
     /// The kept events at or after `after` that pass `filter`, without
     /// waiting (go-qmp's `FindEvents`). [`Cursor::START`] looks at every
-    /// event since negotiation that the history still holds.
+    /// event since the connection began (those before the greeting, which
+    /// some QEMU versions send, included) that the history still holds.
     pub fn find_events(&self, after: Cursor, filter: &EventFilter) -> Vec<Sequenced> {
         self.shared().catch_up();
         self.shared()

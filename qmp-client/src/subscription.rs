@@ -14,8 +14,9 @@ use std::task::{Context, Poll};
 #[non_exhaustive]
 pub struct SubscribeOptions {
     /// Start with the kept events at or after this cursor, then go on
-    /// with new ones: [`Cursor::START`] for every event since negotiation,
-    /// including those QEMU sent together with the negotiation reply.
+    /// with new ones: [`Cursor::START`] for every event since the
+    /// connection began, including those QEMU sent together with the
+    /// negotiation reply (and before the greeting, as some versions do).
     /// Default: new events only.
     pub from: Option<Cursor>,
     /// How many notices may wait unread. Default: the connection's

@@ -1,7 +1,8 @@
 //! Typed commands and events: everything of [`qmp_proto::typed`], and the
 //! [`Qmp`] methods that take them: [`execute`](Qmp::execute),
 //! [`human_monitor_command`](Qmp::human_monitor_command),
-//! [`schema`](Qmp::schema), [`transaction`](Qmp::transaction),
+//! [`schema`](Qmp::schema), [`check_arguments`](Qmp::check_arguments),
+//! [`transaction`](Qmp::transaction),
 //! [`find`](Qmp::find), [`wait_for`](Qmp::wait_for) and, with the `qapi`
 //! feature, `execute_qapi`. Each is a short composition of
 //! [`Qmp::call`] and the event methods with the values of
@@ -9,7 +10,9 @@
 
 use crate::call::Call;
 use crate::runtime::Runtime;
-use crate::{Cursor, Error, Qmp};
+use crate::{Cursor, Error, Qmp, SendError};
+use serde::Serialize;
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,9 +50,53 @@ impl<R: Runtime> Qmp<R> {
         if let Some(schema) = self.schema_cache().get() {
             return Ok(schema.clone());
         }
-        let entries = self.execute(&commands::QueryQmpSchema).await?;
+        // Unchecked: checking it would need the schema it fetches.
+        let fetch = self.execute(&commands::QueryQmpSchema);
+        let entries = fetch.skip_argument_check().await?;
         let schema = Arc::new(schema::Schema::new(entries));
         Ok(self.schema_cache().get_or_init(|| schema).clone())
+    }
+
+    /// Checks `arguments` of command `name` against the connected QEMU's
+    /// [`schema`](Qmp::schema), without sending anything: the warnings
+    /// (deprecated or unstable commands, members, enum values) when QEMU
+    /// would accept them, else [`Error::Rejected`] with
+    /// [`SendError::InvalidArguments`](crate::SendError::InvalidArguments)
+    /// listing every problem (see [`Call::check_arguments`], which runs
+    /// this before sending, and [`check`](qmp_proto::typed::check) for
+    /// what is checked). Other errors are those of fetching the schema, or
+    /// of arguments that do not serialize to an object.
+    ///
+    /// ```no_run
+    /// # async fn f(qmp: qmp_client::Qmp<impl qmp_client::Runtime>) -> Result<(), qmp_client::Error> {
+    /// use serde_json::json;
+    ///
+    /// let warnings = qmp.check_arguments("block-commit", &json!({"device": "disk0", "top": "top.qcow2"})).await?;
+    /// for warning in &warnings {
+    ///     println!("{warning}"); // "arguments.top: deprecated"
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Cancel safety: dropping the future only forgoes the schema fetch.
+    pub async fn check_arguments<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arguments: &A,
+    ) -> Result<Vec<check::ArgumentProblem>, Error> {
+        let arguments = serde_json::to_value(arguments).map_err(|e| {
+            Error::Rejected(SendError::Serialize {
+                detail: e.to_string(),
+            })
+        })?;
+        if !matches!(arguments, Value::Null | Value::Object(_)) {
+            return Err(Error::Rejected(SendError::ArgumentsNotObject));
+        }
+        let schema = self.schema().await?;
+        schema
+            .check_arguments(name, &arguments)
+            .into_result()
+            .map_err(|problems| Error::Rejected(SendError::InvalidArguments(problems)))
     }
 
     /// Runs a transaction (go-qmp's `RunTransaction`) once the connected

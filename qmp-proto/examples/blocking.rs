@@ -390,14 +390,14 @@ impl Write for MockQemu {
 
 /// The version the mock announces and reports, marked as the mock's.
 fn mock_version() -> Version {
-    Version {
-        qemu: VersionTriple {
+    Version::new(
+        VersionTriple {
             major: 10,
             minor: 0,
             micro: 2,
         },
-        package: "qmp-proto mock".to_owned(),
-    }
+        "qmp-proto mock",
+    )
 }
 
 /// The wall clock as a QMP timestamp: the server machine has no clock.

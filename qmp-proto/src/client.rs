@@ -129,7 +129,9 @@ pub enum ClientOutput {
     },
     /// A reply to a command issued with [`Client::execute`].
     Reply(Reply),
-    /// An event.
+    /// An event. It may come before the [`Greeting`](ClientOutput::Greeting):
+    /// some QEMU versions have sent one first, and it is given out as any
+    /// other (the greeting is still awaited).
     Event(Event),
     /// An error reply without an id (the server could not parse some
     /// input) that answers no command: none was on the wire when it came.
@@ -427,9 +429,10 @@ impl Client {
                 Some(Ok((None, frame))) => {
                     match parse_server_message_with(&frame, &mut self.event_names) {
                         Ok(spans) => self.handle(spans, frame, on_event),
-                        // Whatever is wrong with the first message, it is a bad
-                        // greeting, as a reply in its place already was (found
-                        // by tests/tests/hostile_connect.rs: non-JSON, a
+                        // Whatever is wrong with the first message (events
+                        // aside), it is a bad greeting, as a reply in its
+                        // place already was (found by
+                        // tests/tests/hostile_connect.rs: non-JSON, a
                         // non-object or a malformed `QMP` member used to end
                         // with InvalidJson or UnexpectedMessage instead).
                         Err(e) if self.phase == Phase::AwaitingGreeting => {
@@ -575,11 +578,10 @@ impl Client {
         on_event: &mut impl FnMut(Event) -> Option<Event>,
     ) -> Option<ClientOutput> {
         match message {
-            // Before the greeting, an event is a bad greeting.
-            ServerMessageSpans::CopiedEvent(event) if self.phase != Phase::AwaitingGreeting => {
-                on_event(event).map(ClientOutput::Event)
-            }
-            ServerMessageSpans::Event(event) if self.phase != Phase::AwaitingGreeting => {
+            // In any phase: some QEMU versions have sent an event before
+            // the greeting, which is then still awaited.
+            ServerMessageSpans::CopiedEvent(event) => on_event(event).map(ClientOutput::Event),
+            ServerMessageSpans::Event(event) => {
                 on_event(event.attach(frame)).map(ClientOutput::Event)
             }
             message => self.handle_message(message.attach(frame)),
@@ -589,6 +591,8 @@ impl Client {
     /// [`handle`](Self::handle) for everything else.
     fn handle_message(&mut self, message: ServerMessage) -> Option<ClientOutput> {
         match (self.phase, message) {
+            // (`handle` takes events; this is for completeness.)
+            (_, ServerMessage::Event(event)) => Some(ClientOutput::Event(event)),
             (Phase::AwaitingGreeting, ServerMessage::Greeting(greeting)) => {
                 self.negotiate(&greeting);
                 self.greeting = Some(greeting.clone());
@@ -596,7 +600,7 @@ impl Client {
             }
             (Phase::AwaitingGreeting, _) => {
                 self.end(End::Protocol(ProtocolError::BadGreeting {
-                    detail: "the first message is not a greeting".to_string(),
+                    detail: "the first message other than events is not a greeting".to_string(),
                 }));
                 None
             }
@@ -606,7 +610,6 @@ impl Client {
                 }));
                 None
             }
-            (_, ServerMessage::Event(event)) => Some(ClientOutput::Event(event)),
             (
                 Phase::Negotiating { id },
                 ServerMessage::Reply {
@@ -867,7 +870,8 @@ mod tests {
     }
 
     /// The first message, however it is wrong, ends the connection with
-    /// `BadGreeting`.
+    /// `BadGreeting` (an event is no first message: see
+    /// `tests/greeting.rs`).
     #[test]
     fn any_bad_first_message_is_a_bad_greeting() {
         let cases: [&[u8]; 6] = [
@@ -875,8 +879,8 @@ mod tests {
             b"[1, 2]\r\n",
             b"{\"hello\": 1}\r\n",
             b"{\"QMP\": {\"version\": \"10.0\"}}\r\n",
+            b"{\"QMP\": {\"version\": 3, \"capabilities\": []}}\r\n",
             b"{\"return\": {}, \"id\": 0}\r\n",
-            b"{\"event\": \"STOP\"}\r\n",
         ];
         for bytes in cases {
             let mut client = Client::default();

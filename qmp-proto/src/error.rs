@@ -4,6 +4,7 @@
 
 use crate::framing::{FrameError, Framer};
 use crate::message::QmpError;
+use crate::typed::check::ArgumentProblems;
 use alloc::string::String;
 use core::fmt;
 
@@ -38,6 +39,10 @@ pub enum SendError {
         /// The refused action's type.
         action: String,
     },
+    /// The arguments do not fit the server's schema (see
+    /// [`Schema::check_call`](crate::typed::schema::Schema::check_call)):
+    /// every problem, with where it is and what the schema expects.
+    InvalidArguments(ArgumentProblems),
 }
 
 impl fmt::Display for SendError {
@@ -66,6 +71,7 @@ impl fmt::Display for SendError {
                     "the server does not accept transaction action '{action}'"
                 )
             }
+            SendError::InvalidArguments(problems) => problems.fmt(f),
         }
     }
 }
@@ -77,7 +83,12 @@ impl std::error::Error for SendError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProtocolError {
-    /// The first message was not a valid greeting.
+    /// The first message other than events was not a valid greeting: not
+    /// JSON, not an object, a reply, an object that is no QMP message, or a
+    /// `QMP` member whose `version` is not an object or whose
+    /// `capabilities` is not a list of names. (Events before the greeting
+    /// are given out as events, and a `version` object of any shape is
+    /// taken; see [`Version`](crate::Version).)
     BadGreeting {
         /// What was wrong with it.
         detail: String,

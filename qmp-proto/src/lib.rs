@@ -75,7 +75,9 @@
 //!
 //! - [`SendError`]: a command was not accepted (the connection is closed,
 //!   the queue is full, OOB was not negotiated, the arguments are not an
-//!   object). Nothing was sent; the connection is unaffected.
+//!   object, or do not fit the server's schema when checked with
+//!   [`typed::schema::Schema::check_call`]). Nothing was sent; the
+//!   connection is unaffected.
 //! - [`ProtocolError`]: the server broke the protocol (a bad greeting,
 //!   invalid JSON, a message over the size limit, EOF inside a message).
 //!   Fatal: it arrives once, as the reason in [`ClientOutput::End`].
@@ -90,6 +92,11 @@
 //! their replies (at once, with one command in flight), so no command waits
 //! forever or keeps its slot of the window. With none in flight it comes as
 //! [`ClientOutput::UnattributedError`]. Neither ends the connection.
+//!
+//! Nor do two odd starts met in the field: an event before the greeting
+//! (some QEMU versions send one) is given out as any event, and a greeting
+//! whose `version` is not shaped as QEMU's (a QMP server that is not QEMU)
+//! is taken, its [`Version`] kept whole with [`Version::qemu`] `None`.
 //!
 //! # Limits
 //!

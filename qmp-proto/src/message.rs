@@ -26,29 +26,280 @@ pub struct VersionTriple {
     pub micro: u64,
 }
 
-/// The QEMU version announced in the greeting (and returned by `query-version`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+impl fmt::Display for VersionTriple {
+    /// `major.minor.micro`, e.g. `10.0.2`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.micro)
+    }
+}
+
+/// The server's version, as announced in the greeting (and returned by
+/// `query-version`).
+///
+/// QEMU's is `{"qemu": {"micro": 2, "minor": 0, "major": 10}, "package":
+/// "..."}`, but other QMP servers shape theirs differently: StratoVirt's is
+/// `{"StratoVirt": {"micro": 1, "minor": 0, "major": 2}, "package":
+/// "StratoVirt-2.1.0"}`. So any JSON object is kept as it came
+/// ([`raw`](Self::raw)), and what can be read from it is read once, when it
+/// arrives: QEMU's numbers ([`qemu`](Self::qemu), `None` for a server that is
+/// not QEMU), the server's name and numbers whatever the server
+/// ([`product`](Self::product)) and the package string
+/// ([`package`](Self::package)). A version that is not an object is refused
+/// (a greeting with one is a [`BadGreeting`](crate::ProtocolError::BadGreeting)).
+///
+/// The fields are private, so the numbers always say what the object says;
+/// build one with [`Version::new`] (QEMU's shape) or [`Version::from_raw`]
+/// (any object).
+///
+/// Serialized, it is the object as received, less the whitespace between
+/// its tokens: members in their order, numbers and strings spelt as they
+/// were. Two versions are equal when those texts are, so a greeting read
+/// from `pretty=on` output equals the same greeting read from plain output.
+///
+/// ```
+/// use qmp_proto::{RawJson, Version, VersionTriple};
+///
+/// let qemu = Version::new(VersionTriple { major: 10, minor: 0, micro: 2 }, "Debian");
+/// assert_eq!(qemu.qemu().map(|v| v.major), Some(10));
+/// assert_eq!(qemu.to_string(), "10.0.2 (Debian)");
+///
+/// let text = r#"{"StratoVirt": {"micro": 1, "minor": 0, "major": 2}, "package": "StratoVirt-2.1.0"}"#;
+/// let other = Version::from_raw(RawJson::from_text(text).unwrap()).unwrap();
+/// assert_eq!(other.qemu(), None);
+/// assert_eq!(other.product(), Some(("StratoVirt", VersionTriple { major: 2, minor: 0, micro: 1 })));
+/// assert_eq!(other.to_string(), "StratoVirt 2.0.1 (StratoVirt-2.1.0)");
+/// assert_eq!(serde_json::to_string(&other).unwrap(), text.replace(' ', ""));
+/// ```
+#[derive(Clone)]
 pub struct Version {
-    /// The numeric version.
-    pub qemu: VersionTriple,
-    /// The distribution's package string, e.g. `"Debian 1:10.0.2+ds-2"`.
-    #[serde(default)]
-    pub package: String,
+    /// The object, less the whitespace between its tokens.
+    raw: RawJson,
+    /// The member shaped `{major, minor, micro}`: `qemu` if it is one, else
+    /// the first.
+    product: Option<(String, VersionTriple)>,
+    /// The `package` member, if it is a string; else empty.
+    package: String,
+}
+
+/// The name of QEMU's member of [`Version`].
+const QEMU: &str = "qemu";
+
+impl Version {
+    /// QEMU's version `qemu` of distribution package `package` (empty for
+    /// none), shaped as QEMU writes it: `{"qemu": {"micro": 2, "minor": 0,
+    /// "major": 10}, "package": "..."}`, members in that order, so that it
+    /// equals the one a QEMU of that version greets with.
+    pub fn new(qemu: VersionTriple, package: impl Into<String>) -> Self {
+        #[derive(Serialize)]
+        struct Numbers {
+            micro: u64,
+            minor: u64,
+            major: u64,
+        }
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            qemu: Numbers,
+            package: &'a str,
+        }
+        let package = package.into();
+        let wire = Wire {
+            qemu: Numbers {
+                micro: qemu.micro,
+                minor: qemu.minor,
+                major: qemu.major,
+            },
+            package: &package,
+        };
+        // Serializing integers and a string cannot fail.
+        let raw = serde_json::to_vec(&wire).unwrap_or_default();
+        Version {
+            raw: RawJson::from_trusted(Bytes::from(raw)),
+            product: Some((String::from(QEMU), qemu)),
+            package,
+        }
+    }
+
+    /// The version `raw` says, any JSON object (an error for anything
+    /// else): a server's own shape, for a mock of it, or a version received
+    /// some other way.
+    pub fn from_raw(raw: RawJson) -> Result<Self, serde_json::Error> {
+        let text = compact(raw.as_bytes());
+        let read: VersionMembers = serde_json::from_slice(&text)?;
+        Ok(Version {
+            raw: RawJson::from_trusted(Bytes::from(text)),
+            product: read.product,
+            package: read.package,
+        })
+    }
+
+    /// QEMU's numbers: the `qemu` member, when it is `{"major": M, "minor":
+    /// m, "micro": u}` (any other member ignored). `None` for a server that
+    /// is not QEMU.
+    pub fn qemu(&self) -> Option<VersionTriple> {
+        match &self.product {
+            Some((name, triple)) if name == QEMU => Some(*triple),
+            _ => None,
+        }
+    }
+
+    /// The server's name and numbers, whatever the server: the member shaped
+    /// as [`qemu`](Self::qemu) reads it, `("qemu", 10.0.2)` for QEMU,
+    /// `("StratoVirt", 2.0.1)` for StratoVirt (`qemu` if the object has it,
+    /// else the first such member). `None` when no member has that shape.
+    pub fn product(&self) -> Option<(&str, VersionTriple)> {
+        let (name, triple) = self.product.as_ref()?;
+        Some((name, *triple))
+    }
+
+    /// The `package` member, e.g. `"Debian 1:10.0.2+ds-2"`; empty when
+    /// there is none (or it is not a string).
+    pub fn package(&self) -> &str {
+        &self.package
+    }
+
+    /// The version object as received, less the whitespace between its
+    /// tokens: for what the accessors do not read.
+    pub fn raw(&self) -> &RawJson {
+        &self.raw
+    }
+}
+
+impl Default for Version {
+    /// QEMU 0.0.0, no package.
+    fn default() -> Self {
+        Version::new(VersionTriple::default(), "")
+    }
+}
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        // The rest is read from `raw`.
+        self.raw == other.raw
+    }
+}
+
+impl Eq for Version {}
+
+impl core::hash::Hash for Version {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.raw.hash(state);
+    }
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Version({})", self.raw)
+    }
 }
 
 impl fmt::Display for Version {
+    /// QEMU's as `10.0.2 (package)`, another server's as `StratoVirt 2.0.1
+    /// (package)` (see [`product`](Self::product)); the package, when empty,
+    /// and its parentheses left out. A version without numbers of that
+    /// shape is shown as its JSON.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let VersionTriple {
-            major,
-            minor,
-            micro,
-        } = self.qemu;
-        write!(f, "{major}.{minor}.{micro}")?;
+        match &self.product {
+            Some((name, triple)) if name == QEMU => write!(f, "{triple}")?,
+            Some((name, triple)) => write!(f, "{name} {triple}")?,
+            None => return f.write_str(self.raw.as_str()),
+        }
         if !self.package.is_empty() {
             write!(f, " ({})", self.package)?;
         }
         Ok(())
     }
+}
+
+impl Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawJson::deserialize(d)?;
+        Version::from_raw(raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What [`Version::from_raw`] reads in a version object, member by member
+/// in order; anything but an object is an error.
+struct VersionMembers {
+    product: Option<(String, VersionTriple)>,
+    package: String,
+}
+
+impl<'de> Deserialize<'de> for VersionMembers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = VersionMembers;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a version object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<VersionMembers, A::Error> {
+                let mut product: Option<(String, VersionTriple)> = None;
+                let mut package = None;
+                while let Some(name) = map.next_key::<String>()? {
+                    let value: &RawValue = map.next_value()?;
+                    if name == "package" {
+                        if package.is_none() {
+                            package = serde_json::from_str::<String>(value.get()).ok();
+                        }
+                    } else if product.as_ref().is_none_or(|(kept, _)| kept != QEMU) {
+                        // An object with the three numbers (serde would
+                        // also take them as an array).
+                        let triple = match value.get().as_bytes().first() {
+                            Some(b'{') => serde_json::from_str(value.get()).ok(),
+                            _ => None,
+                        };
+                        match triple {
+                            Some(triple) if product.is_none() || name == QEMU => {
+                                product = Some((name, triple));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Ok(VersionMembers {
+                    product,
+                    package: package.unwrap_or_default(),
+                })
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// `json`, valid JSON, without the whitespace between its tokens (strings
+/// are copied as they are).
+fn compact(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+        } else if matches!(byte, b' ' | b'\t' | b'\r' | b'\n') {
+            continue;
+        } else if byte == b'"' {
+            in_string = true;
+        }
+        out.push(byte);
+    }
+    out
 }
 
 /// A QMP capability, as offered in the greeting or enabled by

@@ -39,10 +39,11 @@ use serde::Serialize;
 pub struct Cursor(pub(crate) u64);
 
 impl Cursor {
-    /// The start of the connection: every event since the greeting,
-    /// including those that came in the same read as the negotiation
-    /// reply, before any other cursor could have been taken (as far as the
-    /// history still holds them).
+    /// The start of the connection: every event since it began, including
+    /// those that came before the greeting (some QEMU versions send one)
+    /// and in the same read as the negotiation reply, before any other
+    /// cursor could have been taken (as far as the history still holds
+    /// them).
     pub const START: Cursor = Cursor(1);
 
     /// The sequence number of the first event this cursor covers.
@@ -909,6 +910,41 @@ mod tests {
         pair.pump();
         assert_eq!(call.borrow().clone().unwrap().unwrap().as_str(), "{}");
         assert_eq!(pair.router.pending_calls(), 0);
+    }
+
+    /// An event before the greeting (some QEMU versions send one) is in
+    /// the history from the start: found from `Cursor::START` once
+    /// negotiation is done, and a wait from there gets it at once.
+    #[test]
+    fn an_event_before_the_greeting_is_kept_from_the_start() {
+        let mut pair = Pair {
+            router: Router::new(Client::default(), RouterConfig::default()),
+            server: Server::new(ServerConfig::default()),
+        };
+        pair.router.receive(
+            b"{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"EARLY\", \"data\": {\"n\": 1}}\r\n",
+        );
+        let progress = pair.router.handle_outputs();
+        assert!(progress.ended.is_none());
+        assert!(pair.router.client().greeting().is_none());
+        pair.pump();
+        assert!(pair.router.client().is_ready());
+        let found: Vec<Sequenced> = (pair.router)
+            .find_events(Cursor::START, &EventFilter::all())
+            .cloned()
+            .collect();
+        let [early] = found.as_slice() else {
+            panic!("{found:?}");
+        };
+        assert_eq!((early.sequence, early.event.name.as_str()), (1, "EARLY"));
+        assert_eq!(early.event.data.as_ref().unwrap().as_str(), "{\"n\": 1}");
+        let wait = slot();
+        pair.router.wait_for_event(
+            Cursor::START,
+            EventFilter::name("EARLY"),
+            Filled(wait.clone()),
+        );
+        assert_eq!(wait.borrow().clone().unwrap().unwrap(), early.clone());
     }
 
     #[test]

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// The version announced in the greeting.
+    /// The version announced in the greeting: QEMU 0.0.0 by default
+    /// ([`Version::new`] for another QEMU, [`Version::from_raw`] for a
+    /// server of another shape).
     pub version: Version,
     /// Offer out-of-band execution. Default: `true`, as QEMU does.
     pub offer_oob: bool,

@@ -17,7 +17,6 @@ mod blocking;
 
 use qmp_tests::qemu::{self, QemuProcess};
 use std::ffi::OsString;
-use std::process::Command;
 
 /// Runs the example with `args` (without the program name), returning its
 /// output, or panicking with the error and the output so far.
@@ -94,13 +93,10 @@ fn missing_socket_is_a_clear_error() {
     );
 }
 
-/// `10.0.2` out of `QEMU emulator version 10.0.2 (Debian ...)`.
+/// `10.0.2` out of `QEMU emulator version 10.0.2 (Debian ...)`, of the
+/// QEMU under test.
 fn installed_version() -> String {
-    let output = Command::new(qemu::SYSTEM)
-        .arg("--version")
-        .output()
-        .expect("run qemu --version");
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = qemu::version_under_test();
     text.split_whitespace()
         .skip_while(|word| *word != "version")
         .nth(1)

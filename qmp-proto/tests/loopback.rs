@@ -178,14 +178,14 @@ fn assert_client_is_over(client: &mut Client) {
 
 #[test]
 fn negotiation_enables_oob_only_when_offered_and_wanted() {
-    let version = Version {
-        qemu: VersionTriple {
+    let version = Version::new(
+        VersionTriple {
             major: 10,
             minor: 0,
             micro: 2,
         },
-        package: "loopback".to_string(),
-    };
+        "loopback",
+    );
     for offer in [false, true] {
         for want in [false, true] {
             let mut link = Link::new(

@@ -170,7 +170,8 @@ fn storage_daemon_session_values() {
     let version = reply_of("query-version")
         .decode_as::<QueryVersion>()
         .unwrap();
-    assert_eq!((version.qemu.major, version.qemu.minor), (10, 0));
+    let qemu = version.qemu().expect("QEMU's numbers");
+    assert_eq!((qemu.major, qemu.minor), (10, 0));
 
     let jobs = reply_of("query-jobs").decode_as::<QueryJobs>().unwrap();
     assert_eq!(jobs[0].id, "create0");

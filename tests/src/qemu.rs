@@ -8,10 +8,24 @@
 //! Where a binary is not installed the constructors return `None` and the
 //! test skips with a note, unless `QMP_TESTS_REQUIRE_QEMU` is set (CI sets
 //! it), in which case a missing QEMU fails the test.
+//!
+//! # Which QEMU
+//!
+//! The installed one (on `PATH`), unless `QMP_TESTS_QEMU_ROOT` names a
+//! directory holding another QEMU's files, as `.ci/qemu-versions` makes
+//! them: `usr/bin/qemu-system-x86_64`, its modules under
+//! `usr/lib/x86_64-linux-gnu/qemu` and its firmware under `usr/share/qemu`.
+//! A root that is a whole Debian system (it has its own dynamic loader,
+//! `usr/lib64/ld-linux-x86-64.so.2`: sid's, whose binaries need a newer C
+//! library than the host's) runs the binaries through that loader and its
+//! libraries; one unpacked from packages alone (bookworm's 7.2) uses the
+//! host's. Every start prints the version under test on standard error,
+//! which the test harness shows with a failing test's output.
 
 use rustix::process::{kill_process, Pid, Signal};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 /// The system emulator binary.
 pub const SYSTEM: &str = "qemu-system-x86_64";
@@ -107,10 +121,9 @@ impl QemuProcess {
         args.push("--pidfile".into());
         args.push(pidfile.to_str().expect("temporary path is UTF-8").into());
         args.extend(extra.iter().map(|a| a.to_string()));
-        let output = Command::new(binary)
-            .args(&args)
-            .stdin(Stdio::null())
-            .output();
+        args.extend(data_args(binary));
+        eprintln!("{binary}: {}", version_under_test());
+        let output = command(binary).args(&args).stdin(Stdio::null()).output();
         let output = match output {
             Ok(output) => output,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return skip(binary),
@@ -183,4 +196,80 @@ fn skip(binary: &str) -> Option<QemuProcess> {
     }
     eprintln!("{binary} is not installed: skipping this test");
     None
+}
+
+/// Another QEMU than the installed one (see the [module docs](self)).
+struct Root {
+    path: PathBuf,
+    /// The root's own dynamic loader and library directory, if it has them.
+    loader: Option<(PathBuf, PathBuf)>,
+}
+
+fn root() -> Option<&'static Root> {
+    static ROOT: OnceLock<Option<Root>> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let path = PathBuf::from(std::env::var_os("QMP_TESTS_QEMU_ROOT")?);
+        assert!(
+            path.join("usr/bin").is_dir(),
+            "QMP_TESTS_QEMU_ROOT={} holds no usr/bin",
+            path.display()
+        );
+        let loader = path.join("usr/lib64/ld-linux-x86-64.so.2");
+        let loader = loader
+            .exists()
+            .then(|| (loader, path.join("usr/lib/x86_64-linux-gnu")));
+        Some(Root { path, loader })
+    })
+    .as_ref()
+}
+
+/// A command that runs QEMU's `binary` (e.g. [`SYSTEM`]) of the QEMU under
+/// test.
+pub fn command(binary: &str) -> Command {
+    let Some(root) = root() else {
+        return Command::new(binary);
+    };
+    let executable = root.path.join("usr/bin").join(binary);
+    let mut command = match &root.loader {
+        Some((loader, libraries)) => {
+            let mut command = Command::new(loader);
+            command.arg("--library-path").arg(libraries).arg(executable);
+            command
+        }
+        None => Command::new(executable),
+    };
+    command.env(
+        "QEMU_MODULE_DIR",
+        root.path.join("usr/lib/x86_64-linux-gnu/qemu"),
+    );
+    command
+}
+
+/// The arguments that point `binary` at the firmware of the QEMU under
+/// test (none for the installed one): Debian's firmware directories in the
+/// root, which `-L` replaces QEMU's own search path with.
+fn data_args(binary: &str) -> Vec<String> {
+    let Some(root) = root().filter(|_| binary == SYSTEM) else {
+        return Vec::new();
+    };
+    ["usr/share/qemu", "usr/share/seabios", "usr/lib/ipxe/qemu"]
+        .iter()
+        .map(|dir| root.path.join(dir))
+        .filter(|dir| dir.is_dir())
+        .flat_map(|dir| ["-L".to_string(), dir.display().to_string()])
+        .collect()
+}
+
+/// What `qemu-system-x86_64 --version` says of the QEMU under test (its
+/// first line), or why it could not say.
+pub fn version_under_test() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| match command(SYSTEM).arg("--version").output() {
+        Ok(output) => String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()
+            .unwrap_or("no version printed")
+            .to_owned(),
+        Err(e) => format!("cannot run {SYSTEM}: {e}"),
+    })
 }

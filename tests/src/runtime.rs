@@ -70,7 +70,7 @@ impl std::error::Error for Elapsed {}
 ///     fn greeting() {
 ///         rt::block_on(async {
 ///             let qmp = qmp::Qmp::connect_unix(path, Default::default()).await.unwrap();
-///             assert_eq!(qmp.greeting().version.qemu.major, 10);
+///             assert_eq!(qmp.greeting().version.qemu().unwrap().major, 10);
 ///         })
 ///     }
 /// }

@@ -1,13 +1,16 @@
 //! Hostile peers while connecting: what `connect` returns when the server
 //! never greets, greets badly, goes away right after the greeting, or refuses
-//! `qmp_capabilities`; and that a connect given up releases the socket.
+//! `qmp_capabilities`; and that a connect given up releases the socket. And
+//! odd starts that are not failures: an event before the greeting (some
+//! QEMU versions send one), and the greeting of a QMP server that is not
+//! QEMU (StratoVirt's).
 //!
 //! Each case runs under tokio (`qmp-tokio`) and smol (`qmp-smol`), against
 //! the mock of [`qmp_tests::mock`].
 
-use qmp_client::Error;
-use qmp_proto::{End, ProtocolError, QmpError};
-use qmp_tests::mock::{Mock, MockConfig, Peer};
+use qmp_client::{Cursor, Error, EventFilter};
+use qmp_proto::{End, ProtocolError, QmpError, RawJson, ServerConfig, Version, VersionTriple};
+use qmp_tests::mock::{Action, Mock, MockConfig, Peer};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -35,6 +38,46 @@ fn greets_with(bytes: &'static [u8]) -> impl FnOnce(Peer) -> bool + Send + 'stat
         peer.send_raw(bytes).expect("send");
         peer.wait_for_eof();
         peer.saw_eof()
+    }
+}
+
+/// An event as QEMU writes it, sent before the greeting.
+const EARLY_EVENT: &[u8] = b"{\"timestamp\": {\"seconds\": 1700000000, \"microseconds\": 42}, \"event\": \"EARLY\", \"data\": {\"path\": \"/a\\\"b\", \"list\": [1, null]}}\r\n";
+
+/// StratoVirt's greeting, as reported.
+const STRATOVIRT_GREETING: &[u8] = b"{\"QMP\": {\"version\": {\"StratoVirt\": {\"micro\": 1, \"minor\": 0, \"major\": 2}, \"package\": \"StratoVirt-2.1.0\"}, \"capabilities\": []}}\r\n";
+
+/// The version object of [`STRATOVIRT_GREETING`].
+const STRATOVIRT_VERSION: &str =
+    r#"{"StratoVirt": {"micro": 1, "minor": 0, "major": 2}, "package": "StratoVirt-2.1.0"}"#;
+
+/// A mock that writes `before` (if any) and then its greeting (the
+/// server role's, unless `greeting` replaces it), and answers every command
+/// with `{"answer_to": NAME}` until the client leaves; returns the names of
+/// the commands it served.
+fn greets_after(
+    before: Option<&'static [u8]>,
+    greeting: Option<&'static [u8]>,
+) -> impl FnOnce(Peer) -> Vec<String> + Send + 'static {
+    move |mut peer: Peer| {
+        if let Some(bytes) = before {
+            peer.send_raw(bytes).expect("send");
+        }
+        if let Some(bytes) = greeting {
+            // The server role still negotiates: it needs no greeting of its own.
+            peer.send_raw(bytes).expect("send");
+        } else {
+            peer.greet().expect("greet");
+        }
+        let mut served = Vec::new();
+        while let Some(command) = peer.next_command() {
+            served.push(command.name.clone());
+            let answer = json!({ "answer_to": command.name });
+            if peer.act(&command, [Action::Reply(answer)]).is_err() {
+                break;
+            }
+        }
+        served
     }
 }
 
@@ -89,10 +132,12 @@ qmp_tests::on_both_runtimes! {
     /// Greetings that are not greetings: `BadGreeting` at connect, at once
     /// (not at the connect deadline), and the socket is released. (Before
     /// the fix in qmp-proto's client, the first four ended with
-    /// `InvalidJson` or `UnexpectedMessage` instead.)
+    /// `InvalidJson` or `UnexpectedMessage` instead.) An event where the
+    /// greeting should be is no longer one of them: see
+    /// `an_event_before_the_greeting_is_kept`.
     #[test]
     fn bad_greeting_is_a_typed_protocol_error() {
-        let greetings: [&'static [u8]; 6] = [
+        let greetings: [&'static [u8]; 7] = [
             // Not JSON.
             b"Welcome to the QEMU monitor\r\n",
             // JSON, not an object.
@@ -101,10 +146,12 @@ qmp_tests::on_both_runtimes! {
             b"{\"hello\": \"world\"}\r\n",
             // A greeting whose member is of the wrong shape.
             b"{\"QMP\": {\"version\": \"10.0\"}}\r\n",
+            // A version that is no object (any object is taken).
+            b"{\"QMP\": {\"version\": 3, \"capabilities\": []}}\r\n",
             // A reply where the greeting should be.
             b"{\"return\": {}, \"id\": 0}\r\n",
-            // An event where the greeting should be.
-            b"{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\r\n",
+            // A reply after an event, where the greeting should be.
+            b"{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\r\n{\"return\": {}, \"id\": 0}\r\n",
         ];
         for greeting in greetings {
             let (stream, mock) = Mock::pair(MockConfig::default(), greets_with(greeting));
@@ -261,6 +308,88 @@ qmp_tests::on_both_runtimes! {
                 assert!(took >= CONNECT_LIMIT, "gave up early: {took:?}");
             });
             mock.join();
+        }
+    }
+
+    /// An event before the greeting, as some QEMU versions send: the
+    /// connect succeeds, the event is in the history from `Cursor::START`
+    /// with its data as sent, and calls work. Written apart from the
+    /// greeting, and a byte at a time (so the greeting arrives in pieces
+    /// after it).
+    #[test]
+    fn an_event_before_the_greeting_is_kept() {
+        for trickle in [false, true] {
+            let config = MockConfig::default().byte_at_a_time(trickle);
+            let (stream, mock) = Mock::pair(config, greets_after(Some(EARLY_EVENT), None));
+            rt::block_on(async {
+                let qmp = rt::timeout(HANG, qmp::Qmp::from_unix_stream(stream, options(HANG)))
+                    .await
+                    .expect("connect hung")
+                    .unwrap_or_else(|e| panic!("trickle {trickle}: {e:?}"));
+                let found = qmp.find_events(Cursor::START, &EventFilter::name("EARLY"));
+                let [early] = found.as_slice() else {
+                    panic!("trickle {trickle}: {found:?}");
+                };
+                assert_eq!(early.sequence, 1);
+                assert_eq!(early.event.timestamp.seconds, 1_700_000_000);
+                assert_eq!(early.event.timestamp.microseconds, 42);
+                let data = early.event.data.as_ref().expect("data");
+                assert_eq!(data.as_str(), r#"{"path": "/a\"b", "list": [1, null]}"#);
+                let waited = qmp
+                    .wait_for_event(Cursor::START, EventFilter::name("EARLY"), HANG)
+                    .await
+                    .expect("the event from the start");
+                assert_eq!(&waited, early);
+                let answer: Value = rt::timeout(HANG, qmp.call("query-status", &()).decode())
+                    .await
+                    .expect("call hung")
+                    .expect("call");
+                assert_eq!(answer, json!({"answer_to": "query-status"}));
+                qmp.close();
+            });
+            assert_eq!(mock.join(), ["query-status"]);
+        }
+    }
+
+    /// The greeting of a QMP server that is not QEMU (StratoVirt's, as
+    /// reported, or the server role's given such a version, `pretty=on`):
+    /// the connect succeeds, the version is kept with no QEMU numbers, and
+    /// calls work.
+    #[test]
+    fn a_greeting_of_another_server_is_taken() {
+        let foreign = Version::from_raw(RawJson::from_text(STRATOVIRT_VERSION).unwrap()).unwrap();
+        let role = MockConfig {
+            server: ServerConfig::default().version(foreign.clone()),
+            ..MockConfig::default()
+        }
+        .pretty(true);
+        let cases = [
+            (MockConfig::default(), Some(STRATOVIRT_GREETING)),
+            (role, None),
+        ];
+        for (config, greeting) in cases {
+            let label = format!("{config:?}");
+            let (stream, mock) = Mock::pair(config, greets_after(None, greeting));
+            rt::block_on(async {
+                let qmp = rt::timeout(HANG, qmp::Qmp::from_unix_stream(stream, options(HANG)))
+                    .await
+                    .expect("connect hung")
+                    .unwrap_or_else(|e| panic!("{label}: {e:?}"));
+                let version = &qmp.greeting().version;
+                assert_eq!(version.qemu(), None, "{label}");
+                let triple = VersionTriple { major: 2, minor: 0, micro: 1 };
+                assert_eq!(version.product(), Some(("StratoVirt", triple)), "{label}");
+                assert_eq!(version.package(), "StratoVirt-2.1.0", "{label}");
+                assert_eq!(version, &foreign, "{label}");
+                assert_eq!(version.to_string(), "StratoVirt 2.0.1 (StratoVirt-2.1.0)");
+                let answer: Value = rt::timeout(HANG, qmp.call("query-status", &()).decode())
+                    .await
+                    .expect("call hung")
+                    .expect("call");
+                assert_eq!(answer, json!({"answer_to": "query-status"}), "{label}");
+                qmp.close();
+            });
+            assert_eq!(mock.join(), ["query-status"]);
         }
     }
 }

@@ -104,14 +104,14 @@ fn conversation_mock(peer: Peer) -> std::io::Result<Vec<String>> {
 }
 
 fn server_config() -> ServerConfig {
-    ServerConfig::default().version(Version {
-        qemu: VersionTriple {
+    ServerConfig::default().version(Version::new(
+        VersionTriple {
             major: 10,
             minor: 0,
             micro: 2,
         },
-        package: "mock ✓".into(),
-    })
+        "mock ✓",
+    ))
 }
 
 qmp_tests::on_both_runtimes! {
@@ -128,9 +128,9 @@ qmp_tests::on_both_runtimes! {
         let (stream, mock) = Mock::pair(config, conversation_mock);
         rt::block_on(async {
             let qmp = connect(stream).await;
-            assert_eq!(qmp.greeting().version.qemu.major, 10, "{label}");
-            assert_eq!(qmp.greeting().version.qemu.micro, 2, "{label}");
-            assert_eq!(qmp.greeting().version.package, "mock ✓", "{label}");
+            assert_eq!(qmp.greeting().version.qemu().unwrap().major, 10, "{label}");
+            assert_eq!(qmp.greeting().version.qemu().unwrap().micro, 2, "{label}");
+            assert_eq!(qmp.greeting().version.package(), "mock ✓", "{label}");
 
             let status: Value = rt::timeout(HANG, qmp.call("query-status", &()).decode())
                 .await

@@ -27,7 +27,7 @@ qmp_tests::on_both_runtimes! {
             let qmp = qmp::Qmp::connect_unix(qemu.socket(), options)
                 .await
                 .expect("connect and negotiate");
-            assert!(qmp.greeting().version.qemu.major >= 2);
+            assert!(qmp.greeting().version.qemu().unwrap().major >= 2);
             assert!(qmp.end_reason().is_none());
 
             let status: Status = qmp.call("query-status", &()).decode().await.unwrap();

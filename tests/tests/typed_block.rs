@@ -245,8 +245,16 @@ qmp_tests::on_both_runtimes! {
                 TransactionAction::block_dirty_bitmap_clear("disk0", "bm0"),
             ])
             .completion_mode(CompletionMode::Grouped);
-            // Clearing a bitmap cannot be grouped: QEMU refuses, nothing starts.
-            assert!(matches!(qmp.transaction(&grouped).await, Err(Error::Qmp(_))));
+            // Clearing a bitmap cannot be grouped: QEMU refuses, nothing
+            // starts. QEMU 7.2 deadlocks on it instead (its main loop stops
+            // answering; the transaction code was reworked in 8.0), so
+            // that step is left out before 8.0.
+            let major = qmp.greeting().version.qemu().expect("QEMU").major;
+            if major >= 8 {
+                assert!(matches!(qmp.transaction(&grouped).await, Err(Error::Qmp(_))));
+            } else {
+                eprintln!("QEMU {major}: not asking for a grouped bitmap clear, which deadlocks it");
+            }
             let backups = Transaction { actions: grouped.actions[..2].to_vec(), ..grouped };
             qmp.transaction(&backups).await.unwrap();
             for job in ["g1", "g2"] {

@@ -54,7 +54,7 @@ qmp_tests::on_both_runtimes! {
             assert_eq!(status, StatusInfo { running: true, status: RunState::Running });
 
             let text = qmp.human_monitor_command("info version").await.unwrap();
-            assert!(text.starts_with(&format!("{}.", version.qemu.major)), "{text}");
+            assert!(text.starts_with(&format!("{}.", version.qemu().unwrap().major)), "{text}");
             let text = qmp.human_monitor_command("info name").await.unwrap();
             assert!(text.contains("typed-test"), "{text}");
             // `-M none` has no CPU: the member reached QEMU, which refused it.

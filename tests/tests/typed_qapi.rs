@@ -18,8 +18,8 @@ qmp_tests::on_both_runtimes! {
         rt::block_on(async {
             let qmp = Qmp::connect_unix(qemu.socket(), ConnectOptions::default()).await.unwrap();
             let version = qmp.execute_qapi(qapi_qmp::query_version {}).await.unwrap();
-            assert_eq!(version.qemu.major as u64, qmp.greeting().version.qemu.major);
-            assert_eq!(version.package, qmp.greeting().version.package);
+            assert_eq!(version.qemu.major as u64, qmp.greeting().version.qemu().unwrap().major);
+            assert_eq!(version.package, qmp.greeting().version.package());
 
             let status = qmp.execute_qapi(qapi_qmp::query_status {}).await.unwrap();
             assert!(!status.running);

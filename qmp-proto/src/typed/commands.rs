@@ -387,7 +387,8 @@ pub struct BlockDeviceInfo {
     pub backing_file: Option<String>,
     /// How many backing files the chain has.
     pub backing_file_depth: i64,
-    /// Whether the node is active (not inactivated for migration).
+    /// Whether the node is active (not inactivated for migration). Since
+    /// QEMU 10.0: older QEMUs leave it out, and it reads as true.
     #[serde(default = "yes")]
     pub active: bool,
     /// Encrypted.
@@ -678,6 +679,7 @@ pub struct BlockJobInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Mirror jobs: whether guest writes are copied synchronously now.
+    /// Since QEMU 8.2 (absent before, and for other jobs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actively_synced: Option<bool>,
 }

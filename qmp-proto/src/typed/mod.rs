@@ -13,7 +13,8 @@
 //! - [`commands`] and [`events`]: the types themselves, with the shared
 //!   enums and structs in [`types`]; [`transaction`] for atomic groups of
 //!   actions and [`schema`] for the connected QEMU's own schema
-//!   (`query-qmp-schema`), which says what it accepts.
+//!   (`query-qmp-schema`), which says what it accepts; [`check`] checks a
+//!   command's arguments against it before sending.
 //! - [`agent`]: the core commands of the QEMU guest agent (QGA), a protocol
 //!   of its own with the same JSON, whose commands run in the guest.
 //!
@@ -82,11 +83,14 @@
 pub(crate) mod open_enum;
 
 pub mod agent;
+pub mod check;
 pub mod commands;
 pub mod events;
 mod matcher;
 #[cfg(feature = "qapi")]
 pub mod qapi;
+#[doc(hidden)]
+pub mod registry;
 pub mod schema;
 pub mod transaction;
 pub mod types;
@@ -235,7 +239,10 @@ impl Server {
     }
 }
 
-/// Declares the [`Command`] impls of command types: name and result.
+/// Declares the [`Command`] impls of command types: name and result, and
+/// lists them in the module's `REGISTERED`, which [`registry`] gathers (an
+/// invocation whose list is not gathered is dead code, which the lints
+/// refuse: the list cannot be forgotten).
 macro_rules! impl_command {
     ($($ty:ty => $name:literal, $returns:ty;)*) => {
         $(
@@ -244,6 +251,12 @@ macro_rules! impl_command {
                 type Returns = $returns;
             }
         )*
+
+        /// The commands declared in this module, for
+        /// [`registry`](crate::typed::registry).
+        pub(crate) const REGISTERED: &[$crate::typed::registry::CommandEntry] = &[
+            $( $crate::typed::registry::CommandEntry::of::<$ty>(stringify!($ty)), )*
+        ];
     };
 }
 pub(crate) use impl_command;
@@ -264,7 +277,8 @@ macro_rules! unit_arguments {
 }
 pub(crate) use unit_arguments;
 
-/// Declares the [`Event`] impls of event types.
+/// Declares the [`Event`] impls of event types, and lists them in the
+/// module's `REGISTERED` (as [`impl_command!`] does).
 macro_rules! impl_event {
     ($($ty:ty => $name:literal;)*) => {
         $(
@@ -272,6 +286,12 @@ macro_rules! impl_event {
                 const NAME: &'static str = $name;
             }
         )*
+
+        /// The events declared in this module, for
+        /// [`registry`](crate::typed::registry).
+        pub(crate) const REGISTERED: &[$crate::typed::registry::EventEntry] = &[
+            $( $crate::typed::registry::EventEntry::of::<$ty>(stringify!($ty)), )*
+        ];
     };
 }
 pub(crate) use impl_event;

@@ -24,6 +24,10 @@ macro_rules! open_enum {
         }
 
         impl $name {
+            /// The wire names of the values this crate knows, in the
+            /// order they are declared.
+            pub const KNOWN: &'static [&'static str] = &[$( $wire, )*];
+
             /// The value's wire name.
             pub fn as_str(&self) -> &str {
                 match self {

@@ -80,14 +80,14 @@ struct MockDaemon {
 
 impl Default for MockDaemon {
     fn default() -> Self {
-        let version = Version {
-            qemu: VersionTriple {
+        let version = Version::new(
+            VersionTriple {
                 major: 10,
                 minor: 0,
                 micro: 2,
             },
-            package: "qmp-proto mock".to_owned(),
-        };
+            "qmp-proto mock",
+        );
         MockDaemon {
             server: Server::new(ServerConfig::default().version(version)),
             nodes: Vec::new(),

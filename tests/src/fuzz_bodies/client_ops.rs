@@ -528,8 +528,8 @@ impl Model {
                 self.phase = Phase::Negotiating { id };
                 self.expected.push(Expected::Greeting { offers_oob: oob });
             }
-            (Phase::AwaitingGreeting, _) => self.end(ExpectedEnd::BadGreeting),
-            (_, Message::Greeting { .. }) => self.end(ExpectedEnd::UnexpectedMessage),
+            // In any phase, before the greeting too (some QEMU versions
+            // send one first): the greeting is still awaited.
             (
                 _,
                 Message::Event {
@@ -542,6 +542,8 @@ impl Model {
                 data,
                 timestamp,
             }),
+            (Phase::AwaitingGreeting, _) => self.end(ExpectedEnd::BadGreeting),
+            (_, Message::Greeting { .. }) => self.end(ExpectedEnd::UnexpectedMessage),
             (Phase::Negotiating { id }, Message::Reply { id: got, result })
                 if got == Some(Some(id)) =>
             {

@@ -143,7 +143,16 @@ async fn run(options: Options) -> u8 {
     };
     let editor = if interactive {
         match &shell.peer {
-            Peer::Qmp(qmp) => println!("Connected to QEMU {}", qmp.greeting().version),
+            Peer::Qmp(qmp) => {
+                // `Version` shows another server's name itself.
+                let version = &qmp.greeting().version;
+                let qemu = if version.qemu().is_some() {
+                    "QEMU "
+                } else {
+                    ""
+                };
+                println!("Connected to {qemu}{version}");
+            }
             Peer::Agent(_) => println!("Connected to the guest agent's socket"),
         }
         let names = shell.command_names().await;
