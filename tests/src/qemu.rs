@@ -53,18 +53,7 @@ impl QemuProcess {
     /// devices (and a guest), which `-M none` has not.
     pub fn system_machine(machine: &str, extra: &[&str]) -> Option<QemuProcess> {
         let machine = machine.to_string();
-        Self::start(SYSTEM, extra, move |socket| {
-            vec![
-                "-M".into(),
-                machine,
-                "-nodefaults".into(),
-                "-display".into(),
-                "none".into(),
-                "-qmp".into(),
-                format!("unix:{socket},server=on,wait=off"),
-                "-daemonize".into(),
-            ]
-        })
+        Self::start(SYSTEM, extra, move |socket| system_args(&machine, socket))
     }
 
     /// `qemu-storage-daemon` with a QMP monitor, plus `extra` arguments.
@@ -85,18 +74,7 @@ impl QemuProcess {
     /// starts connecting before QEMU runs, or has QEMU dial a socket of
     /// its own there).
     pub fn system_in(dir: tempfile::TempDir, extra: &[&str]) -> Option<QemuProcess> {
-        Self::start_in(dir, SYSTEM, extra, |socket| {
-            vec![
-                "-M".into(),
-                "none".into(),
-                "-nodefaults".into(),
-                "-display".into(),
-                "none".into(),
-                "-qmp".into(),
-                format!("unix:{socket},server=on,wait=off"),
-                "-daemonize".into(),
-            ]
-        })
+        Self::start_in(dir, SYSTEM, extra, |socket| system_args("none", socket))
     }
 
     fn start(
@@ -188,6 +166,21 @@ impl Drop for QemuProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The system emulator's arguments: `machine`, no default devices, no
+/// display, a QMP monitor at `socket`, daemonized.
+fn system_args(machine: &str, socket: &str) -> Vec<String> {
+    vec![
+        "-M".into(),
+        machine.into(),
+        "-nodefaults".into(),
+        "-display".into(),
+        "none".into(),
+        "-qmp".into(),
+        format!("unix:{socket},server=on,wait=off"),
+        "-daemonize".into(),
+    ]
 }
 
 fn skip(binary: &str) -> Option<QemuProcess> {
