@@ -163,9 +163,6 @@ pub enum Act {
     Reply(serde_json::Value),
     /// Answers with a `GenericError` saying this.
     Error(String),
-    /// Writes these bytes first (leftovers, stale replies), then goes on
-    /// with the next act.
-    Raw(Vec<u8>, Box<Act>),
     /// Never answers.
     Never,
     /// Restarts: the command is lost, as is anything half read.
@@ -249,27 +246,14 @@ fn serve(
                 AgentServerOutput::Synced { sync_id } => seen.push(format!("sync {sync_id}")),
                 AgentServerOutput::Command(command) => {
                     seen.push(command.name.clone());
-                    let mut act = script(&command);
-                    loop {
-                        match act {
-                            Act::Reply(value) => {
-                                server.reply_ok(&command, &value).expect("JSON");
-                            }
-                            Act::Error(desc) => {
-                                server.reply_error(&command, &qmp_proto::QmpError::generic(desc))
-                            }
-                            Act::Raw(bytes, then) => {
-                                server.send_raw(&bytes);
-                                act = *then;
-                                continue;
-                            }
-                            Act::Never => {}
-                            Act::Restart => server.restart(),
-                            Act::Close => {
-                                return seen;
-                            }
+                    match script(&command) {
+                        Act::Reply(value) => server.reply_ok(&command, &value).expect("JSON"),
+                        Act::Error(desc) => {
+                            server.reply_error(&command, &qmp_proto::QmpError::generic(desc))
                         }
-                        break;
+                        Act::Never => {}
+                        Act::Restart => server.restart(),
+                        Act::Close => return seen,
                     }
                 }
                 AgentServerOutput::End(_) => return seen,

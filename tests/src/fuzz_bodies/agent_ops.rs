@@ -528,9 +528,6 @@ struct Model {
     max_message_size: usize,
     step: Phase,
     framing: Framing,
-    /// Bytes given to the splitter since it was last known empty (a frame
-    /// over the limit needs more than the limit).
-    since_clean: usize,
     /// Commands not written yet, with their bytes.
     queue: VecDeque<(u64, Vec<u8>)>,
     next_id: u64,
@@ -549,7 +546,6 @@ impl Model {
             max_message_size: config.max_message_size,
             step: Phase::Unsynced,
             framing: Framing::Clean,
-            since_clean: 0,
             queue: VecDeque::new(),
             next_id: config.first_id,
             next_sync_id: config.first_sync_id % SYNC_ID_LIMIT,
@@ -637,7 +633,6 @@ impl Model {
         if self.delimited {
             // Whatever is buffered is dropped: the next 0xFF starts afresh.
             self.framing = Framing::Clean;
-            self.since_clean = 0;
         }
     }
 
@@ -679,11 +674,9 @@ impl Model {
                         delimiter: true,
                     };
                     self.framing = Framing::Clean;
-                    self.since_clean = 0;
                 }
                 Phase::Awaiting { .. } | Phase::InStep { .. } => {
                     self.framing = Framing::Clean;
-                    self.since_clean = 0;
                 }
                 Phase::Unsynced | Phase::Ended => {}
             }
@@ -707,14 +700,9 @@ impl Model {
             }
             _ => Framing::Unknown,
         };
-        self.since_clean = match self.framing {
-            Framing::Clean => 0,
-            _ => self.since_clean + 1,
-        };
         if let (Mark::Message { piece, len, .. }, Framing::Partial { n, .. }) = (mark, self.framing)
         {
             if n == len {
-                self.since_clean = 0;
                 self.framing = Framing::Clean;
                 self.message(&meanings[piece]);
             }
@@ -829,8 +817,6 @@ struct Ledger {
     sync_live: bool,
     /// A `0xFF` came since it was written.
     delimiter: bool,
-    /// A `cancel` gave it up, and no sync was written since.
-    sync_given_up: bool,
     /// A `Synced` came after the last cancel of a command running or
     /// waiting behind a sync.
     in_step: bool,
@@ -850,7 +836,6 @@ impl Ledger {
             sync: None,
             sync_live: false,
             delimiter: false,
-            sync_given_up: false,
             in_step: false,
             on_wire: None,
             ended: false,
@@ -883,7 +868,6 @@ impl Ledger {
             // It waited behind the sync: the agent may never have seen it.
             self.in_step = false;
             self.sync_live = false;
-            self.sync_given_up = true;
         }
     }
 
@@ -967,7 +951,6 @@ impl Ledger {
             if let Some(sync_id) = self.parse_sync(item) {
                 self.sync = Some(sync_id);
                 self.sync_live = true;
-                self.sync_given_up = false;
                 self.delimiter = false;
                 self.in_step = false;
                 continue;
