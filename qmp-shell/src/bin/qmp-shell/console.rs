@@ -11,7 +11,7 @@
 //! thread waits for the command to finish, the terminal back in its normal
 //! mode), and text is written directly.
 
-use rustix::termios::{tcgetattr, tcsetattr, OptionalActions, Termios};
+use rustix::termios::{tcsetattr, OptionalActions, Termios};
 use rustyline::ExternalPrinter;
 use std::io::Write;
 use std::sync::mpsc as std_mpsc;
@@ -36,9 +36,9 @@ pub enum Console {
 
 impl Console {
     /// The output side for the line editor: `printer` prints above the line
-    /// being edited. Call before the editor first reads.
-    pub fn editor(mut printer: Box<dyn ExternalPrinter + Send>) -> Console {
-        let saved = tcgetattr(std::io::stdin()).ok();
+    /// being edited; `saved` is the terminal's settings from before the
+    /// editor started, restored if the shell ends while it reads.
+    pub fn editor(mut printer: Box<dyn ExternalPrinter + Send>, saved: Option<Termios>) -> Console {
         let (tx, rx) = std_mpsc::channel::<String>();
         let (done, printer_done) = std_mpsc::channel();
         std::thread::spawn(move || {

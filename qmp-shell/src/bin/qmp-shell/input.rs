@@ -60,6 +60,10 @@ pub struct EditorThread {
     pub printer: Box<dyn ExternalPrinter + Send>,
     /// The thread; it returns once input ends.
     pub thread: JoinHandle<()>,
+    /// The terminal's settings before the editor changed them, read before
+    /// its thread started (read after, they could already be the editor's
+    /// raw mode, and restoring them would restore nothing).
+    pub terminal: Option<rustix::termios::Termios>,
 }
 
 /// Starts the line editor: history from `history` (when given), completion
@@ -94,11 +98,13 @@ pub fn spawn_editor(
         .create_external_printer()
         .map_err(|e| format!("cannot print while editing: {e}"))?;
     let (next, next_rx) = std_mpsc::channel();
+    let terminal = rustix::termios::tcgetattr(std::io::stdin()).ok();
     let thread = std::thread::spawn(move || edit(editor, &prompt, history, lines, next_rx));
     Ok(EditorThread {
         next,
         printer: Box::new(printer),
         thread,
+        terminal,
     })
 }
 

@@ -169,7 +169,7 @@ async fn run(options: Options) -> u8 {
             lines_tx,
         ) {
             Ok(editor) => {
-                shell.console = Console::editor(editor.printer);
+                shell.console = Console::editor(editor.printer, editor.terminal);
                 shell.next_line = Some(editor.next);
                 Some(editor.thread)
             }
