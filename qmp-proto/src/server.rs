@@ -239,6 +239,31 @@ impl Server {
         if !self.negotiated || self.ended {
             return Ok(false);
         }
+        self.write_event(name, data, timestamp)?;
+        Ok(true)
+    }
+
+    /// Sends an event even before negotiation, which QEMU never does: for
+    /// testing clients against servers that do (an event written before
+    /// the greeting, say). Sends nothing once the client has gone.
+    pub fn send_event_early<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        data: &T,
+        timestamp: Timestamp,
+    ) -> Result<(), serde_json::Error> {
+        if !self.ended {
+            self.write_event(name, data, timestamp)?;
+        }
+        Ok(())
+    }
+
+    fn write_event<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        data: &T,
+        timestamp: Timestamp,
+    ) -> Result<(), serde_json::Error> {
         let data = serde_json::to_vec(data)?;
         let mut message = b"{\"timestamp\": ".to_vec();
         message.extend_from_slice(&to_json(&timestamp));
@@ -250,7 +275,7 @@ impl Server {
         }
         message.push(b'}');
         self.write_message(message);
-        Ok(true)
+        Ok(())
     }
 
     /// Writes `bytes` as they are: for tests that need a misbehaving server.

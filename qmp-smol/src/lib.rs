@@ -8,8 +8,8 @@
 //! use std::time::Duration;
 //!
 //! # fn main() -> Result<(), qmp_smol::Error> {
-//! # use qmp_tests::mock::{docs_qemu, Mock};
-//! # let (socket, _qemu) = Mock::listen(Default::default(), docs_qemu);
+//! # let qemu = qmp_mock::docs_qemu();
+//! # let socket = qemu.path().unwrap();
 //! // The socket of `-qmp unix:/tmp/qmp.sock,server=on,wait=off`, say (here
 //! // a mock QEMU's, so that this example runs as a test).
 //! smol::block_on(async {

@@ -13,8 +13,8 @@
 //! use std::time::Duration;
 //!
 //! # fn main() -> Result<(), qmp_smol::Error> {
-//! # use qmp_tests::mock::{docs_qemu, Mock};
-//! # let (socket, _qemu) = Mock::listen(Default::default(), docs_qemu);
+//! # let qemu = qmp_mock::docs_qemu();
+//! # let socket = qemu.path().unwrap();
 //! # smol::block_on(async {
 //! // A mock QEMU's socket here, so that this example runs as a test.
 //! let qmp = Qmp::connect_unix(&socket, ConnectOptions::default()).await?;

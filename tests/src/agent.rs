@@ -1,17 +1,13 @@
-//! Guest agent peers for the integration tests: a real `qemu-ga` on this
-//! host ([`HostAgent`]), and a scripted mock agent on a socket pair
-//! ([`MockAgent`]).
+//! A real `qemu-ga` on this host for the integration tests ([`HostAgent`]);
+//! the mock agent is `qmp_mock::MockAgent`.
 //!
 //! `qemu-ga -m unix-listen` on the host acts on the host itself, so every
 //! agent started here gets an allow-list (`-a`) of harmless commands, and
 //! the tests never send shutdown, suspend, set-time, fsfreeze or password
 //! commands to it.
 
-use qmp_proto::agent::{AgentServer, AgentServerOutput};
-use qmp_proto::Command;
 use rustix::process::{kill_process, Pid, Signal};
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 
@@ -155,114 +151,4 @@ fn installed() -> bool {
         eprintln!("{AGENT} is not installed: skipping this test");
     }
     found
-}
-
-/// What the mock agent does with a command.
-pub enum Act {
-    /// Answers with this `return` value.
-    Reply(serde_json::Value),
-    /// Answers with a `GenericError` saying this.
-    Error(String),
-    /// Never answers.
-    Never,
-    /// Restarts: the command is lost, as is anything half read.
-    Restart,
-    /// Closes the channel.
-    Close,
-}
-
-/// A mock agent on a thread, over one end of a socket pair: the real
-/// agent's wire (through [`AgentServer`]) with a script deciding what each
-/// command gets. Syncs are answered as `qemu-ga` answers them.
-pub struct MockAgent {
-    thread: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl MockAgent {
-    /// A mock that writes `leftovers` at once (what an earlier client
-    /// left in the channel), then serves with `script`; and the client's
-    /// end.
-    pub fn pair(
-        leftovers: &[u8],
-        script: impl FnMut(&Command) -> Act + Send + 'static,
-    ) -> (UnixStream, MockAgent) {
-        Self::pair_gated(leftovers, None, script)
-    }
-
-    /// [`pair`](Self::pair), with an agent that reads nothing until
-    /// `gate` says so (or is dropped): an agent not started yet, whose
-    /// channel QEMU still accepts.
-    pub fn pair_gated(
-        leftovers: &[u8],
-        gate: Option<std::sync::mpsc::Receiver<()>>,
-        script: impl FnMut(&Command) -> Act + Send + 'static,
-    ) -> (UnixStream, MockAgent) {
-        let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        let leftovers = leftovers.to_vec();
-        let thread = std::thread::spawn(move || {
-            if let Some(gate) = gate {
-                let _ = gate.recv();
-            }
-            serve(theirs, &leftovers, script)
-        });
-        (
-            ours,
-            MockAgent {
-                thread: Some(thread),
-            },
-        )
-    }
-
-    /// Waits until the client closed its end, and returns what the mock
-    /// saw, in order: `sync N` for each sync, and each command's name.
-    pub fn join(mut self) -> Vec<String> {
-        self.thread
-            .take()
-            .expect("joined once")
-            .join()
-            .expect("the mock agent panicked")
-    }
-}
-
-fn serve(
-    mut stream: UnixStream,
-    leftovers: &[u8],
-    mut script: impl FnMut(&Command) -> Act,
-) -> Vec<String> {
-    let mut server = AgentServer::new();
-    let mut seen = Vec::new();
-    let mut buffer = [0u8; 4096];
-    if stream.write_all(leftovers).is_err() {
-        return seen;
-    }
-    loop {
-        let n = match stream.read(&mut buffer) {
-            Ok(0) | Err(_) => return seen,
-            Ok(n) => n,
-        };
-        server.receive(&buffer[..n]);
-        while let Some(output) = server.poll_output() {
-            match output {
-                AgentServerOutput::Synced { sync_id } => seen.push(format!("sync {sync_id}")),
-                AgentServerOutput::Command(command) => {
-                    seen.push(command.name.clone());
-                    match script(&command) {
-                        Act::Reply(value) => server.reply_ok(&command, &value).expect("JSON"),
-                        Act::Error(desc) => {
-                            server.reply_error(&command, &qmp_proto::QmpError::generic(desc))
-                        }
-                        Act::Never => {}
-                        Act::Restart => server.restart(),
-                        Act::Close => return seen,
-                    }
-                }
-                AgentServerOutput::End(_) => return seen,
-            }
-        }
-        while let Some(bytes) = server.poll_transmit() {
-            if stream.write_all(&bytes).is_err() {
-                return seen;
-            }
-        }
-    }
 }

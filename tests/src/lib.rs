@@ -6,8 +6,9 @@
 //!   against `qmp-tokio` on tokio and once against `qmp-smol` on async-io.
 //! - [`agent`]: a real `qemu-ga` on this host, with an allow-list of
 //!   harmless commands, and a scripted mock agent.
-//! - [`mock`]: a fault-injecting QMP server on a std thread (no runtime), for
-//!   the `hostile_*` tests.
+//! - [`memory`]: this process's resident-set figures.
+//!
+//! The mock QEMU and the mock agent are the published `qmp-mock` crate's.
 //!
 //! Without the default `runtimes` feature only the parts that need nothing
 //! but `qmp-proto` remain (the fuzz workspace uses it that way).
@@ -17,7 +18,7 @@
 #[cfg(feature = "runtimes")]
 pub mod agent;
 pub mod fuzz_bodies;
-pub mod mock;
+pub mod memory;
 #[cfg(feature = "runtimes")]
 pub mod qemu;
 #[cfg(feature = "runtimes")]

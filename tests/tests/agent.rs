@@ -4,9 +4,10 @@
 
 use qmp_client::agent::{commands, AgentOptions, ExecRequest, NoReply};
 use qmp_client::Error;
+use qmp_mock::{Action, Mock, MockConfig};
+use qmp_mock::{AgentAction, MockAgent};
 use qmp_proto::Timestamp;
-use qmp_tests::agent::{Act, HostAgent, MockAgent};
-use qmp_tests::mock::{Action, Mock, MockConfig};
+use qmp_tests::agent::HostAgent;
 use qmp_tests::qemu::QemuProcess;
 use serde_json::json;
 use std::future::IntoFuture;
@@ -147,8 +148,8 @@ qmp_tests::on_both_runtimes! {
     fn leftovers_and_other_clients_replies_are_skipped() {
         let leftovers = b"\"half of a reply\"}}\n{\"return\": 99}\n\xff{\"return\": 12345}\n{\"return\": {}, \"id\": 1}\n";
         let (stream, mock) = MockAgent::pair(leftovers, |command| match command.name.as_str() {
-            "guest-get-time" => Act::Reply(json!(42)),
-            _ => Act::Reply(json!({})),
+            "guest-get-time" => AgentAction::Reply(json!(42)),
+            _ => AgentAction::Reply(json!({})),
         });
         rt::block_on(rt::timeout(HANG, async {
             let agent = qmp::GuestAgent::from_unix_stream(stream, quick()).expect("adopt");
@@ -164,8 +165,8 @@ qmp_tests::on_both_runtimes! {
     #[test]
     fn a_call_without_reply_times_out_and_the_next_one_resyncs() {
         let (stream, mock) = MockAgent::pair(b"", |command| match command.name.as_str() {
-            "never" => Act::Never,
-            _ => Act::Reply(json!({})),
+            "never" => AgentAction::Never,
+            _ => AgentAction::Reply(json!({})),
         });
         rt::block_on(rt::timeout(HANG, async {
             let agent = qmp::GuestAgent::from_unix_stream(stream, quick()).expect("adopt");
@@ -191,9 +192,9 @@ qmp_tests::on_both_runtimes! {
         let (stream, mock) = MockAgent::pair(b"", move |command| match command.name.as_str() {
             "guest-exec" if !restarted => {
                 restarted = true;
-                Act::Restart
+                AgentAction::Restart
             }
-            _ => Act::Reply(json!({"pid": 7})),
+            _ => AgentAction::Reply(json!({"pid": 7})),
         });
         rt::block_on(rt::timeout(HANG, async {
             let agent = qmp::GuestAgent::from_unix_stream(stream, quick()).expect("adopt");
@@ -212,8 +213,8 @@ qmp_tests::on_both_runtimes! {
     #[test]
     fn a_no_reply_command_ends_with_the_channel_or_its_error() {
         let (stream, mock) = MockAgent::pair(b"", |command| match command.name.as_str() {
-            "guest-shutdown" => Act::Close,
-            _ => Act::Reply(json!({})),
+            "guest-shutdown" => AgentAction::Close,
+            _ => AgentAction::Reply(json!({})),
         });
         rt::block_on(rt::timeout(HANG, async {
             let agent = qmp::GuestAgent::from_unix_stream(stream, quick()).expect("adopt");
@@ -223,9 +224,9 @@ qmp_tests::on_both_runtimes! {
         mock.join();
 
         let (stream, mock) = MockAgent::pair(b"", |command| match command.name.as_str() {
-            "guest-shutdown" => Act::Error("Command guest-shutdown has been disabled".into()),
-            "guest-suspend-ram" => Act::Never,
-            _ => Act::Reply(json!({})),
+            "guest-shutdown" => AgentAction::Error("Command guest-shutdown has been disabled".into()),
+            "guest-suspend-ram" => AgentAction::Never,
+            _ => AgentAction::Reply(json!({})),
         });
         rt::block_on(rt::timeout(HANG, async {
             let agent = qmp::GuestAgent::from_unix_stream(stream, quick()).expect("adopt");
@@ -244,7 +245,7 @@ qmp_tests::on_both_runtimes! {
     fn calls_run_one_at_a_time_in_the_order_they_were_made() {
         let (stream, mock) = MockAgent::pair(b"", |command| {
             let n = command.decode_arguments::<serde_json::Value>().unwrap()["n"].clone();
-            Act::Reply(n)
+            AgentAction::Reply(n)
         });
         rt::block_on(rt::timeout(HANG, async {
             let agent = qmp::GuestAgent::from_unix_stream(stream, quick()).expect("adopt");
@@ -288,7 +289,7 @@ qmp_tests::on_both_runtimes! {
     fn a_command_larger_than_the_socket_buffer_is_written_whole() {
         let (stream, mock) = MockAgent::pair(b"", |command| {
             let data = command.decode_arguments::<serde_json::Value>().unwrap()["data"].as_str().unwrap().len();
-            Act::Reply(json!(data))
+            AgentAction::Reply(json!(data))
         });
         rt::block_on(rt::timeout(HANG, async {
             let agent = qmp::GuestAgent::from_unix_stream(stream, quick()).expect("adopt");
@@ -320,7 +321,7 @@ qmp_tests::on_both_runtimes! {
     fn waiting_on_port_events_costs_one_attempt_while_the_guest_is_down() {
         let (qmp_stream, _qmp_mock) = qmp_with_port_events();
         let (gate, gated) = std::sync::mpsc::channel();
-        let (stream, mock) = MockAgent::pair_gated(b"", Some(gated), |_| Act::Reply(json!({})));
+        let (stream, mock) = MockAgent::pair_gated(b"", Some(gated), |_| AgentAction::Reply(json!({})));
         rt::block_on(rt::timeout(HANG, async {
             let qmp = qmp::Qmp::from_unix_stream(qmp_stream, Default::default()).await.expect("QMP");
             let agent = qmp::GuestAgent::from_unix_stream(stream, quick()).expect("adopt");
@@ -346,7 +347,7 @@ qmp_tests::on_both_runtimes! {
     #[test]
     fn waiting_without_events_tries_again_after_each_attempt() {
         let (gate, gated) = std::sync::mpsc::channel();
-        let (stream, mock) = MockAgent::pair_gated(b"", Some(gated), |_| Act::Reply(json!({})));
+        let (stream, mock) = MockAgent::pair_gated(b"", Some(gated), |_| AgentAction::Reply(json!({})));
         rt::block_on(rt::timeout(HANG, async {
             let agent = qmp::GuestAgent::from_unix_stream(stream, quick()).expect("adopt");
             let ready = agent.wait_until_ready(Duration::from_millis(1600)).await;

@@ -4,7 +4,7 @@
 //! immediate error.
 
 use qmp_client::{ClientConfig, ConnectOptions, Error, SendError};
-use qmp_tests::mock::{Action, Mock, MockConfig, Peer};
+use qmp_mock::{Action, Mock, MockConfig, Peer};
 use qmp_tests::runtime::poll_once;
 use serde_json::json;
 use std::future::IntoFuture;

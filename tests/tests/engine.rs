@@ -4,8 +4,8 @@
 //! end noticed without a background reader.
 
 use qmp_client::Error;
+use qmp_mock::{Action, Mock, MockConfig, Peer};
 use qmp_proto::{End, Timestamp};
-use qmp_tests::mock::{Action, Mock, MockConfig, Peer};
 use qmp_tests::runtime::poll_once;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use serde_json::{json, Value};

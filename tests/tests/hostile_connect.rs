@@ -9,8 +9,8 @@
 //! the mock of [`qmp_tests::mock`].
 
 use qmp_client::{Cursor, Error, EventFilter};
+use qmp_mock::{Action, Mock, MockConfig, Peer};
 use qmp_proto::{End, ProtocolError, QmpError, RawJson, ServerConfig, Version, VersionTriple};
-use qmp_tests::mock::{Action, Mock, MockConfig, Peer};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -358,11 +358,9 @@ qmp_tests::on_both_runtimes! {
     #[test]
     fn a_greeting_of_another_server_is_taken() {
         let foreign = Version::from_raw(RawJson::from_text(STRATOVIRT_VERSION).unwrap()).unwrap();
-        let role = MockConfig {
-            server: ServerConfig::default().version(foreign.clone()),
-            ..MockConfig::default()
-        }
-        .pretty(true);
+        let role = MockConfig::default()
+            .server(ServerConfig::default().version(foreign.clone()))
+            .pretty(true);
         let cases = [
             (MockConfig::default(), Some(STRATOVIRT_GREETING)),
             (role, None),

@@ -24,8 +24,9 @@
 //! the mock of [`qmp_tests::mock`].
 
 use qmp_client::{ConnectOptions, Error};
+use qmp_mock::{Action, Mock, MockConfig, Peer};
 use qmp_proto::{End, ProtocolError, Timestamp, DEFAULT_MAX_MESSAGE_SIZE};
-use qmp_tests::mock::{self, Mock, MockConfig, Peer};
+use qmp_tests::memory;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -96,8 +97,8 @@ fn test_name(module_path: &str, name: &str) -> String {
 /// Current RSS, after resetting the peak to it (`baseline_kib`), and
 /// whether the reset worked (else the peak includes the process's start).
 fn start_measuring() -> (u64, bool) {
-    let reset = mock::reset_peak_rss();
-    let (rss, _) = mock::memory_kib().expect("/proc/self/status");
+    let reset = memory::reset_peak_rss();
+    let (rss, _) = memory::memory_kib().expect("/proc/self/status");
     (rss, reset)
 }
 
@@ -236,7 +237,7 @@ qmp_tests::on_both_runtimes! {
             });
             assert!(matches!(&result, Err(Error::Closed(end)) if *end == expected), "{result:?}");
             assert_eq!(qmp.end_reason(), Some(expected));
-            let (_, peak) = mock::memory_kib().expect("/proc/self/status");
+            let (_, peak) = memory::memory_kib().expect("/proc/self/status");
             figures.insert("baseline_kib".into(), baseline);
             figures.insert("peak_kib".into(), peak);
             figures.insert("peak_was_reset".into(), u64::from(reset));
@@ -255,8 +256,8 @@ qmp_tests::on_both_runtimes! {
             let text = text.clone();
             move |peer: Peer| {
                 peer.serve(move |command| match command.name.as_str() {
-                    "large" => vec![mock::Action::Reply(Value::String(text.clone()))],
-                    other => vec![mock::Action::Reply(json!({ "answer_to": other }))],
+                    "large" => vec![Action::Reply(Value::String(text.clone()))],
+                    other => vec![Action::Reply(json!({ "answer_to": other }))],
                 })
             }
         });
@@ -350,7 +351,7 @@ qmp_tests::on_both_runtimes! {
             // Answered after the last event: all of them have been routed.
             assert_eq!(call(&qmp, "done").await.expect("done"), json!({ "sent": FLOOD }));
             figures.insert("elapsed_ms".into(), started.elapsed().as_millis() as u64);
-            let (_, peak) = mock::memory_kib().expect("/proc/self/status");
+            let (_, peak) = memory::memory_kib().expect("/proc/self/status");
             figures.insert("baseline_kib".into(), baseline);
             figures.insert("peak_kib".into(), peak);
             figures.insert("peak_was_reset".into(), u64::from(reset));

@@ -20,8 +20,8 @@
 //! and the test wait on each other's messages and channels.
 
 use qmp_client::{ConnectOptions, Error};
+use qmp_mock::{Action, Mock, MockConfig, Peer};
 use qmp_proto::{ClientConfig, End, ProtocolError, QmpError, Timestamp};
-use qmp_tests::mock::{Action, Mock, MockConfig, Peer};
 use serde_json::{json, Value};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

@@ -7,8 +7,8 @@
 //! Each case runs under tokio (`qmp-tokio`) and smol (`qmp-smol`), against
 //! the mock of [`qmp_tests::mock`].
 
+use qmp_mock::{Action, Mock, MockConfig, Peer};
 use qmp_proto::{ErrorClass, QmpError, ServerConfig, Timestamp, Version, VersionTriple};
-use qmp_tests::mock::{Action, Mock, MockConfig, Peer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -174,20 +174,20 @@ qmp_tests::on_both_runtimes! {
     /// QEMU's plain output, the baseline of the cases below.
     #[test]
     fn plain_output() {
-        converse(MockConfig { server: server_config(), ..MockConfig::default() });
+        converse(MockConfig::default().server(server_config()));
     }
 
     /// `pretty=on`: every message spans many lines.
     #[test]
     fn pretty_output() {
-        converse(MockConfig { server: server_config(), ..MockConfig::default() }.pretty(true));
+        converse(MockConfig::default().server(server_config()).pretty(true));
     }
 
     /// Lines ended by LF alone, plain and pretty.
     #[test]
     fn lf_only_line_ends() {
         for pretty in [false, true] {
-            let config = MockConfig { server: server_config(), ..MockConfig::default() };
+            let config = MockConfig::default().server(server_config());
             converse(config.lf_only(true).pretty(pretty));
         }
     }
@@ -195,7 +195,7 @@ qmp_tests::on_both_runtimes! {
     /// One byte per write, plain, and pretty with LF line ends.
     #[test]
     fn one_byte_at_a_time() {
-        let config = MockConfig { server: server_config(), ..MockConfig::default() };
+        let config = MockConfig::default().server(server_config());
         converse(config.clone().byte_at_a_time(true));
         converse(config.byte_at_a_time(true).pretty(true).lf_only(true));
     }

@@ -8,7 +8,7 @@
 //! share a lock), and the mock's threads sleep in blocking reads meanwhile.
 
 use qmp_client::{Error, EventFilter};
-use qmp_tests::mock::{Action, Mock, MockConfig, Peer};
+use qmp_mock::{Action, Mock, MockConfig, Peer};
 use serde_json::json;
 use std::future::{poll_fn, Future, IntoFuture};
 use std::sync::Mutex;

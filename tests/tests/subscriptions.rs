@@ -5,8 +5,8 @@
 //! memory.
 
 use qmp_client::{Cursor, EventFilter, Notice, SubscribeOptions};
+use qmp_mock::{Action, Mock, MockConfig, Peer};
 use qmp_proto::Timestamp;
-use qmp_tests::mock::{Action, Mock, MockConfig, Peer};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
