@@ -6,7 +6,7 @@
 //! a qcow2 image with two `blockdev-create` jobs, follows a rate-limited
 //! `blockdev-backup` job to its end with a progress bar, and shuts the
 //! daemon down with `quit`. Without QEMU (or with `--mock`) the same session
-//! runs against a mock QEMU built on `qmp_proto::Server` (see `mock.rs`),
+//! runs against a mock QEMU built on `qmp_mock::MockQemu` (see `mock.rs`),
 //! and the demo says so.
 //!
 //! Nothing is left behind: the daemon is killed and reaped, and the
@@ -121,8 +121,8 @@ enum Peer {
         /// Removed, with the socket and images, when dropped.
         _dir: tempfile::TempDir,
     },
-    /// The mock's thread, until it is joined.
-    Mock(Option<std::thread::JoinHandle<()>>),
+    /// The mock, until it is closed (dropping it stops it too).
+    Mock(Option<qmp_mock::MockQemu>),
 }
 
 impl Drop for Peer {
@@ -158,13 +158,13 @@ pub async fn run(choice: PeerChoice, out: &mut impl Write) -> Result<(), DemoErr
             None => {
                 writeln!(
                     out,
-                    "{STORAGE_DAEMON} is not installed: using the built-in mock QEMU (qmp_proto::Server)"
+                    "{STORAGE_DAEMON} is not installed: using the built-in mock QEMU (qmp-mock)"
                 )?;
                 start_mock().await?
             }
         },
         PeerChoice::Mock => {
-            writeln!(out, "using the built-in mock QEMU (qmp_proto::Server)")?;
+            writeln!(out, "using the built-in mock QEMU (qmp-mock)")?;
             start_mock().await?
         }
     };
@@ -176,9 +176,12 @@ pub async fn run(choice: PeerChoice, out: &mut impl Write) -> Result<(), DemoErr
             let status = child.wait().map_err(|e| DemoError::Start(e.to_string()))?;
             writeln!(out, "QEMU has exited ({status}); cleaning up")?;
         }
-        Peer::Mock(thread) => {
-            if let Some(thread) = thread.take() {
-                thread.join().ok();
+        Peer::Mock(mock) => {
+            // After `quit` the mock stops by itself: this waits for its
+            // thread. An I/O error there, after the last reply, changes
+            // nothing for the demo.
+            if let Some(mock) = mock.take() {
+                mock.close().ok();
             }
             writeln!(out, "the mock has exited")?;
         }
@@ -230,15 +233,13 @@ async fn connect_when_listening(peer: &mut Peer, socket: &Path) -> Result<Qmp, D
 
 /// Starts the mock on one end of a socket pair and connects to the other.
 async fn start_mock() -> Result<(Peer, Qmp, std::path::PathBuf), DemoError> {
-    let (ours, theirs) =
-        std::os::unix::net::UnixStream::pair().map_err(|e| DemoError::Start(e.to_string()))?;
-    let thread = std::thread::spawn(move || mock::serve(theirs));
+    let (ours, mock) = mock::start().map_err(|e| DemoError::Start(e.to_string()))?;
     let qmp = Qmp::from_unix_stream(ours, ConnectOptions::default())
         .await
         .map_err(|e| DemoError::Qmp("connect to the mock", e))?;
     // The mock makes no files: image paths are only names to it.
     Ok((
-        Peer::Mock(Some(thread)),
+        Peer::Mock(Some(mock)),
         qmp,
         std::path::PathBuf::from("/mock"),
     ))

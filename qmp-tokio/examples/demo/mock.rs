@@ -1,68 +1,77 @@
-//! The demo's stand-in for `qemu-storage-daemon`: `qmp_proto::Server` plus
-//! a toy block layer, served over a blocking socket on its own thread.
+//! The demo's stand-in for `qemu-storage-daemon`: `qmp_mock::MockQemu`
+//! with a handler per block command, over a toy block layer they share.
 //!
-//! It knows the commands the demo runs and answers them as QEMU 10.0 does,
-//! events included. A backup job has no clock to run on: it advances a
-//! quarter of its length each time its progress is queried, so the demo's
-//! progress bar moves and the session ends after a few polls.
+//! The handlers answer as QEMU 10.0 does, events included; the mock's
+//! built-ins answer the rest (`query-version`, `query-commands`, `quit`...).
+//! A backup job has no clock to run on: it advances a quarter of its length
+//! each time its progress is queried, so the demo's progress bar moves and
+//! the session ends after a few polls.
 
-use qmp_proto::{
-    Command, ErrorClass, QmpError, Server, ServerConfig, ServerOutput, Timestamp, Version,
-    VersionTriple,
-};
+use qmp_mock::{Action, Command, ErrorClass, MockQemu};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
+use std::io;
 use std::os::unix::net::UnixStream;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// The commands the mock answers; anything else is `CommandNotFound`.
-const COMMANDS: [&str; 10] = [
-    "qmp_capabilities",
-    "query-version",
-    "query-commands",
-    "query-jobs",
-    "query-named-block-nodes",
-    "blockdev-add",
-    "blockdev-create",
-    "blockdev-backup",
-    "job-dismiss",
-    "quit",
-];
+/// Starts the mock on one end of a socket pair, returning the other end.
+pub fn start() -> io::Result<(UnixStream, MockQemu)> {
+    let block = Arc::new(Mutex::new(BlockLayer::default()));
+    MockQemu::builder()
+        .version(10, 0, 2)
+        .on(
+            "query-named-block-nodes",
+            handler(&block, BlockLayer::named_nodes),
+        )
+        .on("query-jobs", handler(&block, BlockLayer::query_jobs))
+        .on("blockdev-add", handler(&block, BlockLayer::blockdev_add))
+        .on(
+            "blockdev-create",
+            handler(&block, BlockLayer::blockdev_create),
+        )
+        .on(
+            "blockdev-backup",
+            handler(&block, BlockLayer::blockdev_backup),
+        )
+        .on("job-dismiss", handler(&block, BlockLayer::job_dismiss))
+        .pair()
+}
 
-/// Serves one client on `stream` until it disconnects or sends `quit`.
-pub fn serve(mut stream: UnixStream) {
-    let mut mock = MockDaemon::default();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        while let Some(bytes) = mock.server.poll_transmit() {
-            if stream.write_all(&bytes).is_err() {
-                return;
-            }
-        }
-        if mock.quit {
-            return;
-        }
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => mock.server.receive(&buf[..n]),
-        }
-        while let Some(output) = mock.server.poll_output() {
-            match output {
-                ServerOutput::Command(command) => mock.answer(&command),
-                ServerOutput::Negotiated { .. } => {}
-                ServerOutput::End(_) => return,
-            }
-        }
+/// What a block command does: its `return`, or a `GenericError`'s text.
+type Run = fn(&mut BlockLayer, &Command) -> Result<Value, String>;
+
+/// The handler of a command that `run` carries out on the shared `block`
+/// layer: the events it raised, its reply, then the events of the jobs it
+/// let finish (as QEMU's jobs finish after the command that drove them).
+fn handler(
+    block: &Arc<Mutex<BlockLayer>>,
+    run: Run,
+) -> impl FnMut(&Command) -> Vec<Action> + Send + 'static {
+    let block = Arc::clone(block);
+    move |command| {
+        // No handler panics while holding the lock, so a poisoned one
+        // still holds a consistent state.
+        let mut block = block.lock().unwrap_or_else(PoisonError::into_inner);
+        let reply = match run(&mut block, command) {
+            Ok(value) => Action::ok(value),
+            Err(desc) => Action::error(ErrorClass::GenericError, desc),
+        };
+        let mut actions = std::mem::take(&mut block.events);
+        actions.push(reply);
+        block.finish_jobs();
+        actions.append(&mut block.events);
+        actions
     }
 }
 
+/// A block node, as `blockdev-add` made it.
 struct Node {
     name: String,
     driver: String,
     size: u64,
 }
 
+/// A job, from `running` until it is gone.
 struct Job {
     id: String,
     kind: &'static str,
@@ -71,32 +80,15 @@ struct Job {
     total: u64,
 }
 
-struct MockDaemon {
-    server: Server,
+/// The toy block layer: nodes, jobs, and the events not yet sent.
+#[derive(Default)]
+struct BlockLayer {
     nodes: Vec<Node>,
     jobs: Vec<Job>,
-    quit: bool,
+    events: Vec<Action>,
 }
 
-impl Default for MockDaemon {
-    fn default() -> Self {
-        let version = Version::new(
-            VersionTriple {
-                major: 10,
-                minor: 0,
-                micro: 2,
-            },
-            "qmp-proto mock",
-        );
-        MockDaemon {
-            server: Server::new(ServerConfig::default().version(version)),
-            nodes: Vec::new(),
-            jobs: Vec::new(),
-            quit: false,
-        }
-    }
-}
-
+/// The arguments of `blockdev-add` the mock reads.
 #[derive(Deserialize)]
 struct BlockdevAdd {
     driver: String,
@@ -106,12 +98,14 @@ struct BlockdevAdd {
     size: u64,
 }
 
+/// The arguments of `blockdev-create` the mock reads.
 #[derive(Deserialize)]
 struct BlockdevCreate {
     #[serde(rename = "job-id")]
     job_id: String,
 }
 
+/// The arguments of `blockdev-backup` the mock reads.
 #[derive(Deserialize)]
 struct BlockdevBackup {
     #[serde(rename = "job-id")]
@@ -119,60 +113,30 @@ struct BlockdevBackup {
     device: String,
 }
 
+/// The argument of `job-dismiss`.
 #[derive(Deserialize)]
 struct JobId {
     id: String,
 }
 
-impl MockDaemon {
-    fn answer(&mut self, command: &Command) {
-        let result = match command.name.as_str() {
-            "query-version" => Ok(json!({
-                "qemu": {"major": 10, "minor": 0, "micro": 2},
-                "package": "qmp-proto mock",
-            })),
-            "query-commands" => Ok(Value::Array(
-                COMMANDS
-                    .iter()
-                    .map(|name| json!({ "name": name }))
-                    .collect(),
-            )),
-            "query-named-block-nodes" => Ok(self
-                .nodes
-                .iter()
-                .map(|n| json!({"node-name": n.name, "drv": n.driver}))
-                .collect()),
-            "blockdev-add" => self.blockdev_add(command),
-            "blockdev-create" => self.blockdev_create(command),
-            "blockdev-backup" => self.blockdev_backup(command),
-            "query-jobs" => Ok(self.query_jobs()),
-            "job-dismiss" => self.job_dismiss(command),
-            "quit" => {
-                self.quit = true;
-                Ok(json!({}))
-            }
-            name => Err(QmpError::new(
-                ErrorClass::CommandNotFound,
-                format!("The command {name} has not been found"),
-            )),
-        };
-        match result {
-            Ok(value) => {
-                // Values built above always serialize.
-                self.server.reply_ok(command, &value).ok();
-            }
-            Err(error) => self.server.reply_error(command, &error),
-        }
-        self.finish_jobs();
+impl BlockLayer {
+    /// `query-named-block-nodes`: each node's name and driver.
+    fn named_nodes(&mut self, _: &Command) -> Result<Value, String> {
+        Ok(self
+            .nodes
+            .iter()
+            .map(|n| json!({"node-name": n.name, "drv": n.driver}))
+            .collect())
     }
 
-    fn blockdev_add(&mut self, command: &Command) -> Result<Value, QmpError> {
+    /// `blockdev-add`: a new node, its name unique.
+    fn blockdev_add(&mut self, command: &Command) -> Result<Value, String> {
         let args: BlockdevAdd = arguments(command)?;
         if self.nodes.iter().any(|n| n.name == args.node_name) {
-            return Err(QmpError::generic(format!(
+            return Err(format!(
                 "Duplicate nodes with node-name='{}'",
                 args.node_name
-            )));
+            ));
         }
         self.nodes.push(Node {
             name: args.node_name,
@@ -182,9 +146,9 @@ impl MockDaemon {
         Ok(json!({}))
     }
 
-    /// Image creation is instant: the job runs to `concluded` at once and
+    /// `blockdev-create`. Image creation is instant: the job runs to `concluded` at once and
     /// waits there to be dismissed, as QEMU's `blockdev-create` jobs do.
-    fn blockdev_create(&mut self, command: &Command) -> Result<Value, QmpError> {
+    fn blockdev_create(&mut self, command: &Command) -> Result<Value, String> {
         let args: BlockdevCreate = arguments(command)?;
         self.start_job(args.job_id, "create", 1)?;
         if let Some(job) = self.jobs.last_mut() {
@@ -193,22 +157,24 @@ impl MockDaemon {
         Ok(json!({}))
     }
 
-    fn blockdev_backup(&mut self, command: &Command) -> Result<Value, QmpError> {
+    /// `blockdev-backup`: a job as long as its source node.
+    fn blockdev_backup(&mut self, command: &Command) -> Result<Value, String> {
         let args: BlockdevBackup = arguments(command)?;
         let Some(source) = self.nodes.iter().find(|n| n.name == args.device) else {
-            return Err(QmpError::generic(format!(
+            return Err(format!(
                 "Cannot find device='{}' nor node-name='{}'",
                 args.device, args.device
-            )));
+            ));
         };
         let size = source.size;
         self.start_job(args.job_id, "backup", size)?;
         Ok(json!({}))
     }
 
-    fn start_job(&mut self, id: String, kind: &'static str, total: u64) -> Result<(), QmpError> {
+    /// Starts job `id`, announcing `created` and `running`.
+    fn start_job(&mut self, id: String, kind: &'static str, total: u64) -> Result<(), String> {
         if self.jobs.iter().any(|job| job.id == id) {
-            return Err(QmpError::generic(format!("Job ID '{id}' already in use")));
+            return Err(format!("Job ID '{id}' already in use"));
         }
         for status in ["created", "running"] {
             self.job_status_change(&id, status);
@@ -223,8 +189,9 @@ impl MockDaemon {
         Ok(())
     }
 
-    /// Reports progress, then moves each running backup a quarter on.
-    fn query_jobs(&mut self) -> Value {
+    /// `query-jobs`: reports progress, then moves each running job a
+    /// quarter on.
+    fn query_jobs(&mut self, _: &Command) -> Result<Value, String> {
         let report = self
             .jobs
             .iter()
@@ -238,7 +205,7 @@ impl MockDaemon {
                 job.current = (job.current + job.total / 4).min(job.total);
             }
         }
-        report
+        Ok(report)
     }
 
     /// Runs every job that has done its work through the end of its life:
@@ -258,7 +225,7 @@ impl MockDaemon {
             if kind == "backup" {
                 let data = json!({"device": id, "len": total, "offset": total,
                                   "speed": 0, "type": kind});
-                self.event("BLOCK_JOB_COMPLETED", &data);
+                self.events.push(Action::event("BLOCK_JOB_COMPLETED", data));
             }
             self.job_status_change(&id, "concluded");
             if kind == "backup" {
@@ -268,7 +235,8 @@ impl MockDaemon {
         }
     }
 
-    fn job_dismiss(&mut self, command: &Command) -> Result<Value, QmpError> {
+    /// `job-dismiss`: removes a concluded job.
+    fn job_dismiss(&mut self, command: &Command) -> Result<Value, String> {
         let args: JobId = arguments(command)?;
         match self.jobs.iter().position(|job| job.id == args.id) {
             Some(at) if self.jobs[at].status == "concluded" => {
@@ -276,37 +244,24 @@ impl MockDaemon {
                 self.job_status_change(&args.id, "null");
                 Ok(json!({}))
             }
-            Some(_) => Err(QmpError::generic(format!(
+            Some(_) => Err(format!(
                 "Job '{}' in state 'running' cannot accept command verb 'dismiss'",
                 args.id
-            ))),
-            None => Err(QmpError::generic(format!("Job not found: {}", args.id))),
+            )),
+            None => Err(format!("Job not found: {}", args.id)),
         }
     }
 
+    /// Queues a JOB_STATUS_CHANGE event.
     fn job_status_change(&mut self, id: &str, status: &str) {
-        self.event("JOB_STATUS_CHANGE", &json!({"id": id, "status": status}));
-    }
-
-    fn event(&mut self, name: &str, data: &Value) {
-        // Serializing a `Value` cannot fail.
-        self.server.send_event(name, data, now()).ok();
+        let data = json!({"id": id, "status": status});
+        self.events.push(Action::event("JOB_STATUS_CHANGE", data));
     }
 }
 
 /// The command's arguments as `T`, or QEMU's kind of error for bad ones.
-fn arguments<T: for<'de> Deserialize<'de>>(command: &Command) -> Result<T, QmpError> {
+fn arguments<T: for<'de> Deserialize<'de>>(command: &Command) -> Result<T, String> {
     command
         .decode_arguments()
-        .map_err(|e| QmpError::generic(format!("Invalid parameters: {e}")))
-}
-
-fn now() -> Timestamp {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp {
-        seconds: since_epoch.as_secs() as i64,
-        microseconds: i64::from(since_epoch.subsec_micros()),
-    }
+        .map_err(|e| format!("Invalid parameters: {e}"))
 }
