@@ -19,9 +19,11 @@
 
 use crate::answer::{wake_later, Answering, WakeOnRelease};
 use crate::notice_queue::NoticeSink;
+use crate::record::Recording;
 use crate::runtime::{Direction, Moved, Runtime, Socket};
 use bytes::Bytes;
 use qmp_proto::router::Delivery;
+use qmp_proto::transcript::Side;
 use qmp_proto::{End, Failure, RawJson, Router, Sequenced};
 use std::collections::BTreeMap;
 use std::future::poll_fn;
@@ -142,6 +144,8 @@ pub(crate) struct State<R: Runtime, C = Router<Waiters>> {
     /// is dropped, and reading goes on to the end of the stream, which
     /// says how the connection ended (after the replies still in it).
     peer_stopped_reading: bool,
+    /// The transcript being written, when the connection records.
+    recording: Option<Recording>,
 }
 
 /// A first-come, first-served line of tickets, with the waker of each: a
@@ -320,7 +324,12 @@ impl<R: Runtime, C> DerefMut for Locked<'_, R, C> {
 
 impl<R: Runtime, C: Conversation> Shared<R, C> {
     /// The engine of `conversation` over `socket`.
-    pub(crate) fn new(runtime: R, socket: R::Socket, conversation: C) -> Arc<Self> {
+    pub(crate) fn new(
+        runtime: R,
+        socket: R::Socket,
+        conversation: C,
+        recording: Option<Recording>,
+    ) -> Arc<Self> {
         let readiness = Arc::new(Readiness {
             waiters: Mutex::new(Waiting::default()),
             armed: AtomicBool::new(false),
@@ -337,6 +346,7 @@ impl<R: Runtime, C: Conversation> Shared<R, C> {
                 fd_turn: Line::default(),
                 fd_turn_held: false,
                 peer_stopped_reading: false,
+                recording,
             }),
             readiness_waker: Waker::from(readiness.clone()),
             quiet_waker: Waker::from(Arc::new(Quiet)),
@@ -494,6 +504,7 @@ impl<R: Runtime, C: Conversation> State<R, C> {
             unsent,
             fds,
             peer_stopped_reading,
+            recording,
             ..
         } = self
         else {
@@ -504,7 +515,7 @@ impl<R: Runtime, C: Conversation> State<R, C> {
             if *peer_stopped_reading {
                 return Some(bytes.len());
             }
-            match send(socket.fd(), bytes, fds) {
+            match send(socket.fd(), bytes, fds, recording) {
                 Ok(n) => Some(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
                 Err(e) if stopped_reading(&e) => {
@@ -525,6 +536,9 @@ impl<R: Runtime, C: Conversation> State<R, C> {
             // A peer that stopped reading must not keep the socket.
             *unsent = None;
             rustix::net::shutdown(socket.fd(), rustix::net::Shutdown::Write).ok();
+            if let Some(recording) = recording {
+                recording.closed(Side::Client);
+            }
             self.socket = None;
         }
         Ok(())
@@ -616,6 +630,12 @@ impl<R: Runtime, C: Conversation> State<R, C> {
         if let Ok(n) = read {
             tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&buffer[..n]), "qmp received");
         }
+        if let (Some(recording), Ok(n)) = (&mut self.recording, &read) {
+            match n {
+                0 => recording.closed(Side::Server),
+                n => recording.received(&buffer[..*n]),
+            }
+        }
         receive_read(&mut self.router, read.map(|n| &buffer[..n]));
         self.settle();
     }
@@ -629,13 +649,14 @@ impl<R: Runtime, C: Conversation> State<R, C> {
                 socket: Some(socket),
                 unsent: Some(bytes),
                 fds,
+                recording,
                 ..
             } = self
             else {
                 return true;
             };
             let written = socket.poll_io(cx, Direction::Write, &mut |fd| {
-                let sent = send(fd, bytes, fds)?;
+                let sent = send(fd, bytes, fds, recording)?;
                 Ok(Moved {
                     bytes: sent,
                     exhausted: sent < bytes.len(),
@@ -690,8 +711,14 @@ fn stopped_reading(e: &io::Error) -> bool {
 }
 
 /// One non-blocking write of `bytes`; `fds`, if any, go with its first
-/// byte and are closed on our side once sent.
-fn send(fd: BorrowedFd<'_>, bytes: &[u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+/// byte and are closed on our side once sent. What was written goes to the
+/// recording, if any.
+fn send(
+    fd: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &mut Vec<OwnedFd>,
+    recording: &mut Option<Recording>,
+) -> io::Result<usize> {
     let sent = if fds.is_empty() {
         rustix::net::send(fd, bytes, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
     } else {
@@ -700,6 +727,9 @@ fn send(fd: BorrowedFd<'_>, bytes: &[u8], fds: &mut Vec<OwnedFd>) -> io::Result<
     #[cfg(feature = "tracing")]
     if let Ok(n) = &sent {
         tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&bytes[..*n]), "qmp sent");
+    }
+    if let (Some(recording), Ok(n)) = (recording, &sent) {
+        recording.sent(&bytes[..*n]);
     }
     match sent {
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(io::ErrorKind::WouldBlock.into()),

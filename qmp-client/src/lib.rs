@@ -89,6 +89,7 @@ pub mod fd;
 mod notice_queue;
 mod options;
 mod qmp;
+mod record;
 pub mod runtime;
 mod subscription;
 pub mod typed;
@@ -102,5 +103,6 @@ pub use qmp_proto::{
     ProtocolError, QmpError, RawJson, RouterConfig, SendError, Sequenced, Timestamp, Version,
     VersionTriple,
 };
+pub use record::TranscriptSink;
 pub use runtime::{Direction, Moved, Runtime, Socket};
 pub use subscription::{SubscribeOptions, Subscription};

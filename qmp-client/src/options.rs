@@ -1,5 +1,6 @@
 //! Settings of a connection: how it connects and what it keeps.
 
+use crate::record::TranscriptSink;
 use qmp_proto::{ClientConfig, RouterConfig};
 use std::time::Duration;
 
@@ -40,6 +41,11 @@ pub struct ConnectOptions {
     /// schema is fetched once, by the first call that needs it. Default:
     /// off.
     pub check_arguments: bool,
+    /// Where to write a transcript of the connection: every message in
+    /// and out, from the greeting on, with its time (see
+    /// [`TranscriptSink`]). For reproducing a session later with
+    /// `qmp-mock`'s replay. Default: none.
+    pub record: Option<TranscriptSink>,
 }
 
 impl Default for ConnectOptions {
@@ -52,6 +58,7 @@ impl Default for ConnectOptions {
             subscriber_capacity: 256,
             retry_until_ready: false,
             check_arguments: false,
+            record: None,
         }
     }
 }
@@ -102,6 +109,13 @@ impl ConnectOptions {
     /// Sets [`check_arguments`](Self::check_arguments).
     pub fn check_arguments(mut self, check: bool) -> Self {
         self.check_arguments = check;
+        self
+    }
+
+    /// Records the connection's transcript into `sink` (see
+    /// [`record`](Self::record)).
+    pub fn record(mut self, sink: TranscriptSink) -> Self {
+        self.record = Some(sink);
         self
     }
 }

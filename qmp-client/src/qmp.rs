@@ -3,6 +3,7 @@
 use crate::answer::answer;
 use crate::call::Call;
 use crate::engine::Shared;
+use crate::record::Recording;
 use crate::runtime::Runtime;
 use crate::subscription::{SubscribeOptions, Subscription};
 use crate::{dial, ConnectOptions, Error};
@@ -165,7 +166,9 @@ impl<R: Runtime> Qmp<R> {
             let socket = dial.await.map_err(connect_error)?;
             let client = Client::new(options.client.clone());
             let router = Router::new(client, options.router.clone());
-            let shared = Shared::new(runtime.clone(), socket, router);
+            let recording = (options.record.clone())
+                .map(|sink| Recording::new(sink, options.client.max_message_size));
+            let shared = Shared::new(runtime.clone(), socket, router, recording);
             let mut abandon = CloseOnDrop(Some(shared.clone()));
             shared
                 .wait(|state, _| {

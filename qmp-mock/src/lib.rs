@@ -11,7 +11,7 @@
 //!   closed in the middle of a reply, an error without id, an oversize
 //!   message, garbage, events before the greeting, a slow writer
 //!   ([`Action`], [`MockConfig`]);
-//! - `replay`: a recorded session played back, checking that the client
+//! - [`replay`]: a recorded session played back, checking that the client
 //!   sends what was recorded (see [`qmp_proto::transcript`] for the
 //!   format, and `ConnectOptions::record` of the clients for recording).
 //!
@@ -76,6 +76,7 @@
 mod agent;
 mod peer;
 mod qemu;
+pub mod replay;
 mod scripted;
 mod stream;
 

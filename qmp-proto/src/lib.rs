@@ -155,6 +155,7 @@ mod message;
 mod pretty;
 pub mod router;
 mod server;
+pub mod transcript;
 pub mod typed;
 
 pub use client::{

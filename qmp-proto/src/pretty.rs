@@ -5,6 +5,7 @@
 //! wrote it (a number too large for 64 bits, object members in their order)
 //! however it is indented.
 
+use alloc::vec::Vec;
 use bytes::{BufMut, BytesMut};
 
 /// Spaces per nesting level, as QEMU indents.
@@ -74,6 +75,30 @@ pub(crate) fn write_pretty(message: &[u8], out: &mut BytesMut) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends `compact` (JSON as serde_json writes it, with no whitespace) to
+/// `out` spaced as QEMU's one-line output is: `{"a": 1, "b": [2, 3]}`,
+/// one space after each colon and comma outside strings.
+pub(crate) fn write_spaced(compact: &[u8], out: &mut Vec<u8>) {
+    out.reserve(compact.len() + compact.len() / 8);
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in compact {
+        out.push(byte);
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if matches!(byte, b':' | b',') {
+            out.push(b' ');
+        }
+    }
+}
+
 /// Ends the current line and indents the next one to `depth`.
 fn new_line(out: &mut BytesMut, depth: usize) {
     out.extend_from_slice(b"\r\n");
@@ -106,6 +131,16 @@ mod tests {
         assert!(text.contains("\"z\": 18446744073709551616123,"), "{text}");
         assert!(text.contains("\"a\": 1.50e+3\r\n"), "{text}");
         assert!(text.find("\"z\"") < text.find("\"a\""), "members reordered");
+    }
+
+    #[test]
+    fn spaces_as_qemu_does_on_one_line() {
+        let mut out = Vec::new();
+        write_spaced(br#"{"a":{"b":[1,2],"c":"x, y: \"z\""},"d":{}}"#, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a": {"b": [1, 2], "c": "x, y: \"z\""}, "d": {}}"#
+        );
     }
 
     #[test]

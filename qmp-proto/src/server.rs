@@ -6,7 +6,7 @@ use crate::json::{push_str_literal, RawJson};
 use crate::message::{
     parse_client_message, Capability, Command, ErrorClass, Greeting, QmpError, Timestamp, Version,
 };
-use crate::pretty::write_pretty;
+use crate::pretty::{write_pretty, write_spaced};
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -212,7 +212,7 @@ impl Server {
         command: &Command,
         value: &T,
     ) -> Result<(), serde_json::Error> {
-        let value = RawJson::from_value(value)?;
+        let value = RawJson::from_trusted(Bytes::from(to_qemu_json(value)?));
         self.reply(command.id.as_ref(), Ok(&value));
         Ok(())
     }
@@ -264,7 +264,7 @@ impl Server {
         data: &T,
         timestamp: Timestamp,
     ) -> Result<(), serde_json::Error> {
-        let data = serde_json::to_vec(data)?;
+        let data = to_qemu_json(data)?;
         let mut message = b"{\"timestamp\": ".to_vec();
         message.extend_from_slice(&to_json(&timestamp));
         message.extend_from_slice(b", \"event\": ");
@@ -389,7 +389,15 @@ pub(crate) fn encode_reply(id: Option<&RawJson>, result: Result<&RawJson, &QmpEr
     }
 }
 
+/// Serializes `value` spaced as QEMU writes JSON on one line.
+fn to_qemu_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let compact = serde_json::to_vec(value)?;
+    let mut spaced = Vec::new();
+    write_spaced(&compact, &mut spaced);
+    Ok(spaced)
+}
+
 /// Serializes one of this crate's own types, which cannot fail.
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec())
+    to_qemu_json(value).unwrap_or_else(|_| b"null".to_vec())
 }

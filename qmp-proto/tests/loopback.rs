@@ -147,8 +147,10 @@ fn reply(id: RequestId, result: Result<RawJson, QmpError>) -> ClientOutput {
     ClientOutput::Reply(Reply { id, result })
 }
 
+/// The answer's text as the server writes it: spaced as QEMU spaces it.
 fn answer_of(name: &str) -> RawJson {
-    RawJson::from_value(&json!({ "answer": name })).expect("serializes")
+    let text = serde_json::to_string(&json!({ "answer": name })).expect("serializes");
+    RawJson::from_text(text.replacen(':', ": ", 1)).expect("valid JSON")
 }
 
 fn assert_ended_with(outputs: &[ClientOutput], end: End) {

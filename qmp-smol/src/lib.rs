@@ -76,7 +76,7 @@ pub mod typed;
 pub use qmp_client::{
     Call, ClientConfig, ConnectOptions, Cursor, DroppedReplies, End, Error, ErrorClass, Event,
     EventFilter, Greeting, Notice, ProtocolError, QmpError, RawJson, RouterConfig, SendError,
-    Sequenced, SubscribeOptions, Timestamp, Version, VersionTriple,
+    Sequenced, SubscribeOptions, Timestamp, TranscriptSink, Version, VersionTriple,
 };
 pub use runtime::{AsyncIo, AsyncIoSocket, Sleep};
 

@@ -1,7 +1,7 @@
-//! Round trips through `qmp-tokio` and `qmp-smol` against an in-process mock
-//! QEMU (`qmp_proto::Server` on a Unix socket), each measured against a
-//! raw-socket floor in the same run. See BENCHMARKS.md for the cases, the
-//! floors and the latest table.
+//! Round trips through `qmp-tokio` and `qmp-smol` against in-process mock
+//! QEMUs (qmp-mock's `MockQemu` on a Unix socket, one per subject), each
+//! measured against a raw-socket floor in the same run. See BENCHMARKS.md
+//! for the cases, the floors and the latest table.
 //!
 //! `cargo bench -p qmp-tests --bench roundtrip` (or `.ci/bench`, which also
 //! runs the decode benchmark and prints one table of both).
@@ -38,7 +38,7 @@ mod usage;
 use floor::Floor;
 use measure::{Quartiles, Rounds, Subject};
 use mock::{MockServer, BURST};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The cases: what one operation is, and the goal for adapter / floor.
@@ -466,8 +466,16 @@ fn main() {
             .is_none_or(|only| only.split(',').any(|key| key == case.key))
     };
     let started = Instant::now();
-    let mock = MockServer::start();
-    let path: &Path = mock.path();
+    // A mock per subject: a `MockQemu` serves its connections one after
+    // the other, and every subject but the connect case's keeps its own
+    // open. Kept until the end (dropping one stops it).
+    let mut mocks = Vec::new();
+    let mut mock = || {
+        let server = MockServer::start();
+        let path = server.path().to_path_buf();
+        mocks.push(server);
+        path
+    };
     let mut results = Vec::new();
 
     // A case measured with each column's runtime floor beside it: the
@@ -502,18 +510,19 @@ fn main() {
     }
 
     if wanted(&SEQUENTIAL) {
-        let floor = FloorSequential(Floor::connect(path));
+        let floor = FloorSequential(Floor::connect(&mock()));
         results.push(with_runtime_floors!(
             &SEQUENTIAL,
             floor,
-            Sequential::new(path)
+            Sequential::new(&mock())
         ));
     }
     if wanted(&PIPELINED) {
-        let mut floor = FloorPipelined::new(Floor::connect(path), floor::STATUS_LINE, WINDOW);
-        let mut tokio = on_tokio::AllAtOnce::new(path, "query-status");
-        let mut task = in_tokio_task::AllAtOnce::new(path, "query-status");
-        let mut smol = on_smol::AllAtOnce::new(path, "query-status");
+        let floor = Floor::connect(&mock());
+        let mut floor = FloorPipelined::new(floor, floor::STATUS_LINE, WINDOW);
+        let mut tokio = on_tokio::AllAtOnce::new(&mock(), "query-status");
+        let mut task = in_tokio_task::AllAtOnce::new(&mock(), "query-status");
+        let mut smol = on_smol::AllAtOnce::new(&mock(), "query-status");
         results.push(run_case(
             &PIPELINED,
             &mut [&mut floor, &mut tokio, &mut task, &mut smol],
@@ -522,11 +531,11 @@ fn main() {
         ));
     }
     if wanted(&EVENTS) {
-        let mut floor = FloorEvents(Floor::connect(path));
-        let mut tokio = on_tokio::Events::new(path);
-        let mut task = in_tokio_task::Events::new(path);
-        let mut smol = on_smol::Events::new(path);
-        let mut checked = FloorEventsChecked(Floor::connect(path));
+        let mut floor = FloorEvents(Floor::connect(&mock()));
+        let mut tokio = on_tokio::Events::new(&mock());
+        let mut task = in_tokio_task::Events::new(&mock());
+        let mut smol = on_smol::Events::new(&mock());
+        let mut checked = FloorEventsChecked(Floor::connect(&mock()));
         let mut measured = run_case(
             &EVENTS,
             &mut [&mut floor, &mut tokio, &mut task, &mut smol, &mut checked],
@@ -565,12 +574,10 @@ fn main() {
         }
     }
     if wanted(&CONNECT) {
-        let floor = FloorConnect(path.to_path_buf());
-        results.push(with_runtime_floors!(
-            &CONNECT,
-            floor,
-            Connect(path.to_path_buf())
-        ));
+        // Hundreds of connections in a row per subject, each served once
+        // the one before it has closed.
+        let floor = FloorConnect(mock());
+        results.push(with_runtime_floors!(&CONNECT, floor, Connect(mock())));
     }
 
     if smoke {

@@ -176,7 +176,7 @@ impl<R: Runtime> GuestAgent<R> {
             .first_id(1);
         let mut agent = Agent::new(config);
         agent.sync();
-        let shared = Shared::new(runtime, socket, AgentRouter::new(agent));
+        let shared = Shared::new(runtime, socket, AgentRouter::new(agent), None);
         // Writes the sync.
         shared.update(|_| ());
         GuestAgent {

@@ -1,21 +1,24 @@
-//! The mock QEMU every case talks to: `qmp_proto::Server` on a Unix socket,
-//! one blocking thread per connection, kept cheap because its cost is on
-//! both sides of every ratio.
+//! The mock QEMU every case talks to: qmp-mock's [`MockQemu`] on a Unix
+//! socket, with a handler per command the cases send. Its cost is on both
+//! sides of every ratio, so the answers are made ready once:
 //!
-//! - Replies are pre-encoded (`Server::reply` with a ready `RawJson`); the
-//!   server role still parses each command and echoes the client's id.
-//! - `x-bench-events` is answered with `{}` and then a burst of
-//!   [`BURST`] events, pre-encoded once by a `Server` and written with one
-//!   `write` after the reply.
-//! - A small pool of threads waits in `accept` on the same listener, so a
-//!   connection is served at once even while an earlier one is still
-//!   closing (the connect case opens hundreds).
+//! - `query-status` (and any other command) is answered with QEMU 10.0's
+//!   answer on a running VM, a `Value` built once; the server role still
+//!   parses each command and echoes the client's id.
+//! - `x-bench-events` is answered with `{}` and then a burst of [`BURST`]
+//!   events, encoded once by a negotiated `Server` and written as one
+//!   [`Action::Raw`] after the reply.
+//!
+//! A `MockQemu` serves its connections one after the other, as QEMU's
+//! monitor does, and each on a thread fed by a reader thread (so its
+//! scripts may stall): every subject that keeps a connection open needs a
+//! mock of its own, and each message crosses one thread more than on a
+//! bare socket.
 
-use qmp_proto::{RawJson, Server, ServerConfig, ServerOutput, Timestamp};
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use qmp_mock::{Action, MockQemu};
+use qmp_proto::{Server, ServerConfig, Timestamp};
+use serde_json::{json, Value};
+use std::path::Path;
 
 /// Events per `x-bench-events` command: the default subscriber capacity
 /// (`ConnectOptions::subscriber_capacity`, 256), so a subscriber that reads
@@ -25,55 +28,29 @@ pub const BURST: usize = 256;
 /// The command that asks for a burst of events.
 pub const EVENTS_COMMAND: &str = "x-bench-events";
 
-/// Threads accepting connections.
-const ACCEPTORS: usize = 8;
-
-/// What `query-status` returns (QEMU 10.0's answer on a running VM).
-const STATUS: &str = r#"{"status": "running", "running": true}"#;
-
-/// A running mock server; its socket lives in a private temporary directory.
-/// The threads are left to the process's exit.
-pub struct MockServer {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-struct Canned {
-    status: RawJson,
-    empty: RawJson,
-    burst: Vec<u8>,
-}
+/// A running mock QEMU; its socket lives in a private temporary directory,
+/// removed (and the mock stopped) when it is dropped.
+pub struct MockServer(MockQemu);
 
 impl MockServer {
     pub fn start() -> MockServer {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("qmp.sock");
-        let listener = UnixListener::bind(&path).expect("bind the mock's socket");
-        let canned = Arc::new(Canned {
-            status: RawJson::from_text(STATUS).expect("status JSON"),
-            empty: RawJson::from_text("{}").expect("empty JSON"),
-            burst: encode_burst(),
-        });
-        for _ in 0..ACCEPTORS {
-            let listener = listener.try_clone().expect("clone the listener");
-            let canned = canned.clone();
-            std::thread::Builder::new()
-                .name("mock-qemu".into())
-                .spawn(move || {
-                    for stream in listener.incoming() {
-                        match stream {
-                            Ok(stream) => serve(stream, &canned),
-                            Err(e) => panic!("mock accept: {e}"),
-                        }
-                    }
-                })
-                .expect("spawn a mock thread");
-        }
-        MockServer { _dir: dir, path }
+        // QEMU 10.0's answer on a running VM.
+        let status = json!({"status": "running", "running": true});
+        let otherwise = status.clone();
+        let burst = encode_burst();
+        let qemu = MockQemu::builder()
+            .on("query-status", move |_| vec![Action::ok(status.clone())])
+            .on(EVENTS_COMMAND, move |_| {
+                vec![Action::ok(json!({})), Action::Raw(burst.clone())]
+            })
+            .otherwise(move |_| vec![Action::ok(otherwise.clone())])
+            .listen()
+            .expect("start the mock QEMU");
+        MockServer(qemu)
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.0.path().expect("the mock listens on a Unix socket")
     }
 }
 
@@ -84,7 +61,7 @@ fn encode_burst() -> Vec<u8> {
     server.receive(br#"{"execute": "qmp_capabilities"}"#);
     while server.poll_output().is_some() {}
     while server.poll_transmit().is_some() {}
-    let data = serde_json::json!({"type": "commit", "id": "job0", "status": "running"});
+    let data: Value = json!({"type": "commit", "id": "job0", "status": "running"});
     let mut burst = Vec::new();
     for i in 0..BURST as i64 {
         let at = Timestamp {
@@ -100,45 +77,4 @@ fn encode_burst() -> Vec<u8> {
         }
     }
     burst
-}
-
-/// Serves one connection until the client closes it.
-fn serve(mut stream: UnixStream, canned: &Canned) {
-    let mut server = Server::new(ServerConfig::default());
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::with_capacity(64 * 1024);
-    loop {
-        let mut events = false;
-        let mut ended = false;
-        while let Some(output) = server.poll_output() {
-            match output {
-                ServerOutput::Command(command) => match command.name.as_str() {
-                    EVENTS_COMMAND => {
-                        server.reply(command.id.as_ref(), Ok(&canned.empty));
-                        events = true;
-                    }
-                    _ => server.reply(command.id.as_ref(), Ok(&canned.status)),
-                },
-                ServerOutput::Negotiated { .. } => {}
-                ServerOutput::End(_) => ended = true,
-            }
-        }
-        out.clear();
-        while let Some(bytes) = server.poll_transmit() {
-            out.extend_from_slice(&bytes);
-        }
-        if events {
-            out.extend_from_slice(&canned.burst);
-        }
-        if !out.is_empty() && stream.write_all(&out).is_err() {
-            return;
-        }
-        if ended {
-            return;
-        }
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => server.receive_eof(),
-            Ok(n) => server.receive(&buf[..n]),
-        }
-    }
 }

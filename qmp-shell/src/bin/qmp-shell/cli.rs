@@ -34,6 +34,8 @@ pub struct Options {
     pub agent: bool,
     /// Where the interactive history is kept.
     pub history: History,
+    /// Where to write a transcript of the QMP session.
+    pub record: Option<PathBuf>,
 }
 
 /// A QMP server's address.
@@ -89,6 +91,9 @@ Options:
                       timeout: 10 s)
       --oob           Negotiate out-of-band execution (for JSON requests
                       with \"exec-oob\")
+      --record FILE   Write a transcript of the session to FILE: every
+                      QMP message in and out with its time, as JSON lines
+                      that qmp-mock can replay (not with --agent)
       --history FILE  Keep the history in FILE (default:
                       $XDG_STATE_HOME/qmp-shell/history)
       --no-history    Keep no history file
@@ -128,6 +133,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String>
         oob: false,
         agent: false,
         history: History::Default,
+        record: None,
     };
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -146,6 +152,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String>
                 options.history = History::File(value.into());
             }
             Long("no-history") => options.history = History::Off,
+            Long("record") => {
+                let value = parser.value().map_err(|e| e.to_string())?;
+                options.record = Some(value.into());
+            }
             Short('h') | Long("help") => return Ok(Parsed::Help),
             Short('V') | Long("version") => return Ok(Parsed::Version),
             Value(value) if target.is_none() => {
@@ -158,6 +168,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String>
         }
     }
     options.target = target.ok_or("missing the socket path or HOST:PORT to connect to")?;
+    if options.agent && options.record.is_some() {
+        return Err("--record records QMP sessions, not the guest agent's".into());
+    }
     Ok(Parsed::Run(options))
 }
 

@@ -16,6 +16,7 @@ use qmp_shell::syntax::{self, Call};
 use qmp_tokio::agent::AgentOptions;
 use qmp_tokio::{
     ConnectOptions, Error, EventFilter, GuestAgent, Notice, Qmp, RawJson, Subscription,
+    TranscriptSink,
 };
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -87,6 +88,15 @@ async fn run(options: Options) -> u8 {
     if let Some(timeout) = options.timeout {
         connect.connect_timeout = timeout;
         connect.call_timeout = Some(timeout);
+    }
+    if let Some(path) = &options.record {
+        match TranscriptSink::create(path) {
+            Ok(sink) => connect = connect.record(sink),
+            Err(e) => {
+                eprintln!("qmp-shell: cannot record to {}: {e}", path.display());
+                return 1;
+            }
+        }
     }
     let connected = match (&options.target, options.agent) {
         (Target::Unix(path), false) => Qmp::connect_unix(path, connect).await.map(Peer::Qmp),
