@@ -83,5 +83,5 @@ mod stream;
 pub use agent::{AgentAction, MockAgent};
 pub use peer::{Action, EventSender, MockConfig, Peer};
 pub use qemu::{docs_qemu, MockQemu, MockQemuBuilder};
-pub use qmp_proto::{Command, ErrorClass, QmpError, ServerConfig, Timestamp};
+pub use qmp_proto::{Command, ErrorClass, QmpError, RawJson, ServerConfig, Timestamp};
 pub use scripted::Mock;

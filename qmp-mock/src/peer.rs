@@ -1,6 +1,6 @@
 //! The mock's end of one connection, and the steps a script takes on it.
 
-use crate::stream::{spawn_reader, Input, Stream};
+use crate::stream::{Inbox, Injector, Input, Stream};
 use qmp_proto::framing::Framer;
 use qmp_proto::{
     Command, ErrorClass, QmpError, RawJson, Server, ServerConfig, ServerOutput, Timestamp,
@@ -92,6 +92,9 @@ impl MockConfig {
 pub enum Action {
     /// Answer normally, with this value as `return`.
     Reply(Value),
+    /// Answer normally, with this JSON text as `return`, byte for byte (a
+    /// reply copied from a real QEMU keeps its member order and spacing).
+    ReplyText(RawJson),
     /// Answer with this error reply.
     ReplyError(QmpError),
     /// Answer with this value as `return` but with the given id instead of
@@ -155,7 +158,7 @@ pub(crate) fn now() -> Timestamp {
 /// [`Peer::events`].
 #[derive(Debug, Clone)]
 pub struct EventSender {
-    inputs: mpsc::Sender<Input>,
+    injector: Injector,
 }
 
 impl EventSender {
@@ -165,9 +168,7 @@ impl EventSender {
     /// only once the client has negotiated (as with QEMU). Returns `false`
     /// if the connection is gone.
     pub fn send(&self, name: &str, data: Value) -> bool {
-        self.inputs
-            .send(Input::Event(name.to_string(), data))
-            .is_ok()
+        self.injector.send(name, data)
     }
 }
 
@@ -177,8 +178,13 @@ impl EventSender {
 #[derive(Debug)]
 pub struct Peer {
     stream: Stream,
-    inputs: mpsc::Receiver<Input>,
-    injector: mpsc::Sender<Input>,
+    inbox: Inbox,
+    injector: Injector,
+    /// Bytes written while answering what one read brought, sent in one
+    /// write before the next wait (see [`serve`](Self::serve)).
+    out: Vec<u8>,
+    /// Writes go to `out` rather than straight to the socket.
+    batching: bool,
     /// The client has closed its side (or the socket failed).
     eof: bool,
     server: Server,
@@ -194,14 +200,15 @@ pub struct Peer {
 
 impl Peer {
     pub(crate) fn new(stream: Stream, config: MockConfig) -> io::Result<Peer> {
-        let (injector, inputs) = mpsc::channel();
-        spawn_reader(&stream, injector.clone())?;
+        let (inbox, injector) = Inbox::new(stream.try_clone()?)?;
         let mut server = Server::new(config.server.clone());
         let greeting = server.poll_transmit().map(|bytes| bytes.to_vec());
         Ok(Peer {
             stream,
-            inputs,
+            inbox,
             injector,
+            out: Vec::new(),
+            batching: false,
             eof: false,
             server,
             server_told_eof: false,
@@ -216,7 +223,7 @@ impl Peer {
     /// thread, e.g. the test's.
     pub fn events(&self) -> EventSender {
         EventSender {
-            inputs: self.injector.clone(),
+            injector: self.injector.clone(),
         }
     }
 
@@ -235,17 +242,19 @@ impl Peer {
         self.write_server_bytes(&greeting)
     }
 
-    /// Waits for the next input, sending injected events on the way.
-    /// `None` once the client has closed the connection.
+    /// Waits for the next input, sending injected events on the way;
+    /// what is batched is written first. `None` once the client has
+    /// closed the connection.
     fn next_input(&mut self) -> io::Result<Option<Vec<u8>>> {
         while !self.eof {
-            match self.inputs.recv() {
-                Ok(Input::Bytes(bytes)) => return Ok(Some(bytes)),
-                Ok(Input::Event(name, data)) => self.event(&name, &data, now())?,
-                // The channel cannot close while we hold a sender of it.
-                Ok(Input::Eof) | Err(_) => self.eof = true,
+            self.flush_out()?;
+            match self.inbox.next() {
+                Input::Bytes(bytes) => return Ok(Some(bytes)),
+                Input::Event(name, data) => self.event(&name, &data, now())?,
+                Input::Eof => self.eof = true,
             }
         }
+        self.flush_out()?;
         Ok(None)
     }
 
@@ -340,6 +349,10 @@ impl Peer {
         for action in actions {
             match action {
                 Action::Reply(value) => self.reply(command, value)?,
+                Action::ReplyText(text) => {
+                    self.server.reply(command.id.as_ref(), Ok(&text));
+                    self.flush_server()?;
+                }
                 Action::ReplyError(error) => {
                     self.server.reply_error(command, &error);
                     self.flush_server()?;
@@ -366,15 +379,22 @@ impl Peer {
                 }
                 Action::Event(name, data, timestamp) => self.event(&name, &data, timestamp)?,
                 Action::Raw(bytes) => self.send_raw(&bytes)?,
-                Action::Delay(pause) => std::thread::sleep(pause),
+                Action::Delay(pause) => {
+                    self.flush_out()?;
+                    std::thread::sleep(pause);
+                }
                 // A dropped sender counts as the signal: the test is done.
-                Action::Wait(signal) => signal.recv().unwrap_or(()),
+                Action::Wait(signal) => {
+                    self.flush_out()?;
+                    signal.recv().unwrap_or(());
+                }
                 Action::CloseMidReply(value) => {
                     self.server
                         .reply_ok(command, &value)
                         .map_err(io::Error::other)?;
                     let reply = self.server.poll_transmit().unwrap_or_default();
                     self.write_server_bytes(&reply[..reply.len() / 2])?;
+                    self.flush_out()?;
                     self.close();
                     return Ok(false);
                 }
@@ -408,10 +428,21 @@ impl Peer {
     }
 
     /// [`serve`](Self::serve) on a borrowed peer.
+    ///
+    /// The answers to the commands one read brought are written together,
+    /// in one write, before the next wait.
     pub(crate) fn serve_commands(
         &mut self,
-        mut script: impl FnMut(&Command) -> Vec<Action>,
+        script: impl FnMut(&Command) -> Vec<Action>,
     ) -> io::Result<()> {
+        self.batching = true;
+        let served = self.serve_batched(script);
+        self.batching = false;
+        let flushed = self.flush_out();
+        served.and(flushed)
+    }
+
+    fn serve_batched(&mut self, mut script: impl FnMut(&Command) -> Vec<Action>) -> io::Result<()> {
         match self.greet() {
             Err(e) if client_left(&e) => return Ok(()),
             other => other?,
@@ -430,11 +461,14 @@ impl Peer {
     /// Closes the write side only: the client sees end of file, and the
     /// mock can still read what it sends.
     pub fn shutdown_write(&mut self) {
+        let _ = self.flush_out();
         self.stream.shutdown(Shutdown::Write);
     }
 
-    /// Closes the connection in both directions.
+    /// Closes the connection in both directions (after writing what is
+    /// batched).
     pub fn close(&mut self) {
+        let _ = self.flush_out();
         self.closed = true;
         self.stream.shutdown(Shutdown::Both);
     }
@@ -477,6 +511,11 @@ impl Peer {
                 "the mock closed the connection",
             ));
         }
+        if self.batching && !self.config.byte_at_a_time {
+            self.out.extend_from_slice(bytes);
+            return Ok(());
+        }
+        self.flush_out()?;
         if !self.config.byte_at_a_time {
             return self.stream.write_all(bytes);
         }
@@ -490,6 +529,19 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// Writes what is batched.
+    fn flush_out(&mut self) -> io::Result<()> {
+        if self.out.is_empty() || self.closed {
+            self.out.clear();
+            return Ok(());
+        }
+        let written = self.stream.write_all(&self.out);
+        self.out.clear();
+        written
+    }
+}
+
 /// Whether a write failed because the client has gone.
 pub(crate) fn client_left(e: &io::Error) -> bool {
     matches!(
@@ -500,7 +552,7 @@ pub(crate) fn client_left(e: &io::Error) -> bool {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        // Also ends the reader thread, which holds a clone of the socket.
+        let _ = self.flush_out();
         self.stream.shutdown(Shutdown::Both);
     }
 }

@@ -3,7 +3,7 @@
 use crate::peer::{client_left, Action, EventSender, MockConfig, Peer};
 use crate::scripted::{lock, TempDir};
 use crate::stream::Stream;
-use qmp_proto::{Command, ErrorClass};
+use qmp_proto::{Command, ErrorClass, RawJson};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -63,6 +63,11 @@ impl MockQemuBuilder {
     /// Answers command `name` with the actions `handler` returns (an empty
     /// list never answers). Replaces a built-in answer, and is listed by
     /// `query-commands`.
+    ///
+    /// Handlers run on the mock's thread, and the answers to the commands
+    /// one read brought go out together: to stall, return
+    /// [`Action::Wait`] or [`Action::Delay`] (which write what is answered
+    /// first) rather than block inside the handler.
     pub fn on(
         mut self,
         name: &str,
@@ -214,20 +219,27 @@ impl State {
             return handler(command);
         }
         match name {
+            // Written as QEMU writes them, members in its order.
             "query-version" => {
                 let version = &self.config.server.version;
-                vec![Action::Reply(json!({
-                    "qemu": version.qemu().map(|v| json!({
-                        "major": v.major, "minor": v.minor, "micro": v.micro
-                    })),
-                    "package": version.package(),
-                }))]
+                let qemu = version.qemu().map_or("null".to_string(), |v| {
+                    let (major, minor, micro) = (v.major, v.minor, v.micro);
+                    format!(r#"{{"micro": {micro}, "minor": {minor}, "major": {major}}}"#)
+                });
+                let package = Value::from(version.package());
+                vec![reply_text(&format!(
+                    r#"{{"qemu": {qemu}, "package": {package}}}"#
+                ))]
             }
             "query-status" => {
-                let status = if self.running { "running" } else { "paused" };
-                vec![Action::ok(
-                    json!({"status": status, "running": self.running}),
-                )]
+                let (status, running) = if self.running {
+                    ("running", true)
+                } else {
+                    ("paused", false)
+                };
+                vec![reply_text(&format!(
+                    r#"{{"status": "{status}", "running": {running}}}"#
+                ))]
             }
             "query-commands" => {
                 let mut names: Vec<&str> = BUILT_IN.to_vec();
@@ -237,30 +249,33 @@ impl State {
                 let list: Vec<Value> = names.iter().map(|name| json!({"name": name})).collect();
                 vec![Action::Reply(Value::Array(list))]
             }
+            // QEMU sends the event before the reply, as these do.
             "stop" => {
                 let was_running = std::mem::replace(&mut self.running, false);
-                let mut actions = vec![Action::ok(json!({}))];
+                let mut actions = Vec::new();
                 if was_running {
                     actions.push(Action::event("STOP", Value::Null));
                 }
+                actions.push(Action::ok(json!({})));
                 actions
             }
             "cont" => {
                 let was_running = std::mem::replace(&mut self.running, true);
-                let mut actions = vec![Action::ok(json!({}))];
+                let mut actions = Vec::new();
                 if !was_running {
                     actions.push(Action::event("RESUME", Value::Null));
                 }
+                actions.push(Action::ok(json!({})));
                 actions
             }
             "quit" => {
                 self.quit = true;
                 vec![
-                    Action::ok(json!({})),
                     Action::event(
                         "SHUTDOWN",
                         json!({"guest": false, "reason": "host-qmp-quit"}),
                     ),
+                    Action::ok(json!({})),
                     Action::Close,
                 ]
             }
@@ -275,6 +290,14 @@ impl State {
     }
 }
 
+/// A reply of JSON text built here, valid by construction.
+fn reply_text(text: &str) -> Action {
+    match RawJson::from_text(text) {
+        Ok(text) => Action::ReplyText(text),
+        Err(e) => Action::error(ErrorClass::GenericError, e.to_string()),
+    }
+}
+
 /// A mock QEMU: QMP exactly as QEMU 10.0 speaks it, with a handler per
 /// command, events on demand, and a record of every command received.
 ///
@@ -282,8 +305,9 @@ impl State {
 /// `qmp_capabilities` (negotiation, always built in), `query-version`,
 /// `query-status` (`running` until `stop`, again after `cont`),
 /// `query-commands` (the built-ins and the handlers), `stop` and `cont`
-/// (with their `STOP` and `RESUME` events), and `quit` (its `SHUTDOWN`
-/// event, then the connection closes and the mock stops accepting).
+/// (their `STOP` and `RESUME` events, then the reply, in QEMU's order),
+/// and `quit` (its `SHUTDOWN` event and reply, then the connection closes
+/// and the mock stops accepting).
 /// Other commands get QEMU's `CommandNotFound`, or
 /// [`otherwise`](MockQemuBuilder::otherwise)'s answer.
 ///

@@ -1,9 +1,12 @@
 //! The `qmp-shell` binary driven through its standard input (no terminal),
-//! against real QEMU and, for timeouts, a QMP peer that stops answering.
+//! against real QEMU and, for timeouts, a QMP peer that stops answering;
+//! `--record` against qmp-mock's mock QEMU, and its transcript replayed.
 
 mod common;
 
 use common::stalling_peer;
+use qmp_mock::replay::{self, Pacing, ReplayServer};
+use qmp_mock::MockQemu;
 use qmp_tests::qemu::QemuProcess;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -357,6 +360,105 @@ fn quit_in_human_monitor_mode() {
     assert_eq!(run.status, Some(0), "{}", run.describe());
     assert!(run.stdout.contains("\"SHUTDOWN\""), "{}", run.describe());
     assert!(!run.stdout.contains("VM status"), "{}", run.describe());
+}
+
+/// What one transcript line says, in short: `server greeting`,
+/// `client execute NAME`, `server return VALUE`, `server event NAME`,
+/// `server closed`...
+fn summary(line: &Value) -> String {
+    let from = line["from"].as_str().expect("a side");
+    if line["closed"] == true {
+        return format!("{from} closed");
+    }
+    let text = line["text"].as_str().expect("a message as text");
+    let message: Value = serde_json::from_str(text).expect("a JSON message");
+    let what = if message.get("QMP").is_some() {
+        "greeting".to_owned()
+    } else if let Some(name) = message["execute"].as_str() {
+        format!("execute {name}")
+    } else if let Some(value) = message.get("return") {
+        format!("return {value}")
+    } else if let Some(name) = message["event"].as_str() {
+        format!("event {name}")
+    } else {
+        text.to_owned()
+    };
+    format!("{from} {what}")
+}
+
+#[test]
+fn record_writes_a_transcript_that_replays() {
+    let qemu = MockQemu::listen().unwrap();
+    let socket = qemu.path().unwrap().to_str().expect("UTF-8 path");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("session.jsonl");
+    let file = file.to_str().expect("UTF-8 path");
+    let input = "query-status\nquit\n";
+    let run = shell(&["-c", "--record", file, socket], input);
+    assert_eq!(run.status, Some(0), "{}", run.describe());
+    assert_eq!(qemu.command_names(), ["query-status", "quit"]);
+
+    // A transcript (qmp_proto::transcript::parse reads it), one JSON
+    // object per line, in order of time.
+    let text = std::fs::read_to_string(file).unwrap();
+    let entries = replay::load(file).expect("a valid transcript");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(entries.len(), lines.len(), "{text}");
+    let times: Vec<u64> = lines
+        .iter()
+        .map(|line| line["us"].as_u64().unwrap())
+        .collect();
+    assert!(times.is_sorted(), "{text}");
+    let summaries: Vec<String> = lines.iter().map(summary).collect();
+    assert_eq!(
+        summaries,
+        [
+            "server greeting",
+            "client execute qmp_capabilities",
+            "server return {}",
+            "client execute query-status",
+            r#"server return {"running":true,"status":"running"}"#,
+            "client execute quit",
+            "server event SHUTDOWN",
+            "server return {}",
+            "server closed",
+            "client closed",
+        ],
+        "{text}"
+    );
+
+    // Played back to the shell: the same session, the same output (the
+    // event's timestamp included), and no difference found. (The same
+    // lines: the shell may print `quit`'s reply and the SHUTDOWN that
+    // came with it in either order.)
+    let (replayed, replay) = ReplayServer::listen(entries, Pacing::AsFastAsPossible);
+    let again = shell(&["-c", replayed.to_str().unwrap()], input);
+    assert_eq!(again.status, Some(0), "{}", again.describe());
+    let sorted = |run: &Run| {
+        let mut lines: Vec<String> = run.stdout.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&again), sorted(&run), "{}", again.describe());
+    replay.join().expect("the shell did what was recorded");
+
+    // Another command than the recorded one: the shell's call fails with
+    // the difference, and so does the replay.
+    let entries = replay::load(file).unwrap();
+    let (replayed, replay) = ReplayServer::listen(entries, Pacing::AsFastAsPossible);
+    let changed = shell(&["-c", replayed.to_str().unwrap()], "query-name\nquit\n");
+    assert_eq!(changed.status, Some(1), "{}", changed.describe());
+    let difference = r#"recorded command "query-status", got "query-name""#;
+    assert!(
+        changed.stderr.starts_with("error: GenericError: ") && changed.stderr.contains(difference),
+        "{}",
+        changed.describe()
+    );
+    let mismatch = replay.join().expect_err("a mismatch");
+    assert!(mismatch.to_string().contains(difference), "{mismatch}");
 }
 
 #[test]

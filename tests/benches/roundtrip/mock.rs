@@ -3,19 +3,19 @@
 //! sides of every ratio, so the answers are made ready once:
 //!
 //! - `query-status` (and any other command) is answered with QEMU 10.0's
-//!   answer on a running VM, a `Value` built once; the server role still
-//!   parses each command and echoes the client's id.
+//!   answer on a running VM, JSON text encoded once
+//!   ([`Action::ReplyText`]); the server role still parses each command and
+//!   echoes the client's id.
 //! - `x-bench-events` is answered with `{}` and then a burst of [`BURST`]
 //!   events, encoded once by a negotiated `Server` and written as one
 //!   [`Action::Raw`] after the reply.
 //!
 //! A `MockQemu` serves its connections one after the other, as QEMU's
-//! monitor does, and each on a thread fed by a reader thread (so its
-//! scripts may stall): every subject that keeps a connection open needs a
-//! mock of its own, and each message crosses one thread more than on a
-//! bare socket.
+//! monitor does, so every subject that keeps a connection open has a mock
+//! of its own. Each connection's thread reads its socket itself and writes
+//! the answers to what one read brought in one write.
 
-use qmp_mock::{Action, MockQemu};
+use qmp_mock::{Action, MockQemu, RawJson};
 use qmp_proto::{Server, ServerConfig, Timestamp};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -34,16 +34,20 @@ pub struct MockServer(MockQemu);
 
 impl MockServer {
     pub fn start() -> MockServer {
-        // QEMU 10.0's answer on a running VM.
-        let status = json!({"status": "running", "running": true});
+        // QEMU 10.0's answer on a running VM, encoded once.
+        let status =
+            RawJson::from_text(r#"{"status": "running", "running": true}"#).expect("status JSON");
         let otherwise = status.clone();
+        let empty = RawJson::from_text("{}").expect("empty JSON");
         let burst = encode_burst();
         let qemu = MockQemu::builder()
-            .on("query-status", move |_| vec![Action::ok(status.clone())])
-            .on(EVENTS_COMMAND, move |_| {
-                vec![Action::ok(json!({})), Action::Raw(burst.clone())]
+            .on("query-status", move |_| {
+                vec![Action::ReplyText(status.clone())]
             })
-            .otherwise(move |_| vec![Action::ok(otherwise.clone())])
+            .on(EVENTS_COMMAND, move |_| {
+                vec![Action::ReplyText(empty.clone()), Action::Raw(burst.clone())]
+            })
+            .otherwise(move |_| vec![Action::ReplyText(otherwise.clone())])
             .listen()
             .expect("start the mock QEMU");
         MockServer(qemu)

@@ -261,6 +261,25 @@ mod tests {
     }
 
     #[test]
+    fn record() {
+        assert_eq!(run(&["/tmp/qmp.sock"]).unwrap().record, None);
+        let options = run(&["--record", "/tmp/session.jsonl", "/tmp/qmp.sock"]).unwrap();
+        assert_eq!(options.record, Some(PathBuf::from("/tmp/session.jsonl")));
+        assert_eq!(options.target, Target::Unix("/tmp/qmp.sock".into()));
+        let options = run(&["localhost:4444", "--record=s.jsonl"]).unwrap();
+        assert_eq!(options.record, Some(PathBuf::from("s.jsonl")));
+        assert!(run(&["--record"]).is_err());
+        // The agent's sessions are not QMP: refused, whatever the order.
+        for args in [
+            ["--agent", "--record", "F", "/tmp/qga.sock"],
+            ["--record", "F", "-a", "/tmp/qga.sock"],
+        ] {
+            let refused = run(&args).unwrap_err();
+            assert!(refused.contains("--record"), "{refused}");
+        }
+    }
+
+    #[test]
     fn help_and_version() {
         assert_eq!(parse(["-h".into()]), Ok(Parsed::Help));
         assert_eq!(parse(["x".into(), "--help".into()]), Ok(Parsed::Help));
