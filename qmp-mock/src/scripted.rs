@@ -51,13 +51,10 @@ impl<R: Send + 'static> Mock<R> {
     ) -> (UnixStream, Mock<R>) {
         let (client, server) = UnixStream::pair().expect("socketpair");
         let server = Stream::Unix(server);
-        let socket = Arc::new(Mutex::new(Some(server.try_clone().expect("dup socket"))));
-        let thread = spawn_script(move || script(Peer::new(server, config).expect("mock peer")));
-        let mock = Mock {
-            thread: Some(thread),
-            socket,
-            dir: None,
-        };
+        // Known at once, so that dropping the mock closes it whenever.
+        let clone = server.try_clone().expect("dup socket");
+        let mock = Mock::accepting(move || Ok(server), config, script);
+        lock(&mock.socket).get_or_insert(clone);
         (client, mock)
     }
 
@@ -71,20 +68,9 @@ impl<R: Send + 'static> Mock<R> {
         let dir = TempDir::new().expect("mock directory");
         let path = dir.socket_path();
         let listener = UnixListener::bind(&path).expect("bind mock socket");
-        let socket = Arc::new(Mutex::new(None));
-        let accepted = socket.clone();
-        let thread = spawn_script(move || {
-            let (stream, _) = listener.accept().expect("accept");
-            drop(listener);
-            let stream = Stream::Unix(stream);
-            *lock(&accepted) = Some(stream.try_clone().expect("dup socket"));
-            script(Peer::new(stream, config).expect("mock peer"))
-        });
-        let mock = Mock {
-            thread: Some(thread),
-            socket,
-            dir: Some(dir),
-        };
+        let accept = move || listener.accept().map(|(stream, _)| Stream::Unix(stream));
+        let mut mock = Mock::accepting(accept, config, script);
+        mock.dir = Some(dir);
         (path, mock)
     }
 
@@ -97,21 +83,30 @@ impl<R: Send + 'static> Mock<R> {
     ) -> (SocketAddr, Mock<R>) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind mock TCP socket");
         let address = listener.local_addr().expect("mock address");
+        let accept = move || listener.accept().map(|(stream, _)| Stream::Tcp(stream));
+        let mock = Mock::accepting(accept, config, script);
+        (address, mock)
+    }
+
+    /// A mock that runs `script` on the first connection `accept` gives
+    /// (a listener is dropped then).
+    fn accepting(
+        accept: impl FnOnce() -> io::Result<Stream> + Send + 'static,
+        config: MockConfig,
+        script: impl FnOnce(Peer) -> R + Send + 'static,
+    ) -> Mock<R> {
         let socket = Arc::new(Mutex::new(None));
         let accepted = socket.clone();
         let thread = spawn_script(move || {
-            let (stream, _) = listener.accept().expect("accept");
-            drop(listener);
-            let stream = Stream::Tcp(stream);
+            let stream = accept().expect("accept");
             *lock(&accepted) = Some(stream.try_clone().expect("dup socket"));
             script(Peer::new(stream, config).expect("mock peer"))
         });
-        let mock = Mock {
+        Mock {
             thread: Some(thread),
             socket,
             dir: None,
-        };
-        (address, mock)
+        }
     }
 
     /// Waits for the script to finish and returns its result; a panic in

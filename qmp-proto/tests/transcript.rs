@@ -13,24 +13,14 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-const CAPTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/captures/");
+mod common;
 
-const CAPTURES: [&str; 6] = [
-    "qemu-7.2-system",
-    "qemu-7.2-system-pretty",
-    "qemu-7.2-storage-daemon",
-    "qemu-10.0-system",
-    "qemu-10.0-system-pretty",
-    "qemu-10.0-storage-daemon",
-];
+use common::{Capture, CAPTURES};
 
 /// A capture's client-to-server and server-to-client streams.
-fn load(name: &str) -> (Vec<u8>, Vec<u8>) {
-    let read = |direction: &str| {
-        let path = format!("{CAPTURE_DIR}{name}.{direction}");
-        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
-    };
-    (read("c2s"), read("s2c"))
+fn load(name: &'static str) -> (Vec<u8>, Vec<u8>) {
+    let capture = Capture::load(name);
+    (capture.c2s, capture.s2c)
 }
 
 fn entry(micros: u64, from: Side, record: Record) -> Entry {
@@ -502,7 +492,7 @@ fn captures_replay_to_a_client_with_ids_of_its_own() {
 /// Plays the capture `name` to a client that sends its recorded messages
 /// (with ids of its own) until `stop` says to send something else instead.
 fn play_until(
-    name: &str,
+    name: &'static str,
     stop: impl Fn(&[u8]) -> Option<Vec<u8>>,
 ) -> (Vec<Entry>, Vec<ReplayOutput>) {
     let (c2s, s2c) = load(name);
