@@ -4,7 +4,7 @@
 //! A transcript (the format of [`qmp_proto::transcript`]) is recorded
 //! from the client with `ConnectOptions::record` (or
 //! `qmp-shell --record FILE`), or converted from two raw byte streams with
-//! [`transcript::from_streams`](qmp_proto::transcript::from_streams). The
+//! [`qmp_proto::transcript::from_streams`]. The
 //! replay serves it: the server's messages in the recorded order, each
 //! command the client sends compared with the recorded one (name,
 //! `execute` or `exec-oob`, arguments; ids are mapped, so the client's own
