@@ -630,10 +630,15 @@ impl<R: Runtime, C: Conversation> State<R, C> {
         if let Ok(n) = read {
             tracing::trace!(bytes = n, data = %String::from_utf8_lossy(&buffer[..n]), "qmp received");
         }
-        if let (Some(recording), Ok(n)) = (&mut self.recording, &read) {
-            match n {
-                0 => recording.closed(Side::Server),
-                n => recording.received(&buffer[..*n]),
+        if let Some(recording) = &mut self.recording {
+            match &read {
+                Ok(0) => recording.closed(Side::Server),
+                Ok(n) => recording.received(&buffer[..*n]),
+                // A reset is how QEMU's socket closes when QEMU exits.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    recording.closed(Side::Server)
+                }
+                Err(_) => {}
             }
         }
         receive_read(&mut self.router, read.map(|n| &buffer[..n]));

@@ -27,6 +27,21 @@ impl Write for Buffer {
     }
 }
 
+/// A transcript sink whose disk is full.
+struct Full;
+
+impl Write for Full {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            "disk full",
+        ))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Buffer {
     fn entries(&self) -> Vec<Entry> {
         transcript::parse(&self.0.lock().unwrap()).expect("a valid transcript")
@@ -153,6 +168,24 @@ qmp_tests::on_both_runtimes! {
             },
             "{mismatch}"
         );
+    }
+
+    #[test]
+    fn a_failing_transcript_stops_the_recording_not_the_connection() {
+        let qemu = qmp_mock::MockQemu::listen().unwrap();
+        let sink = TranscriptSink::new(Full);
+        rt::block_on(async {
+            let options = ConnectOptions::default().record(sink.clone());
+            let qmp = qmp::Qmp::connect_unix(qemu.path().unwrap(), options).await.unwrap();
+            for _ in 0..3 {
+                let status: Value = qmp.call("query-status", &()).decode().await.unwrap();
+                assert_eq!(status["running"], true);
+            }
+        });
+        let error = sink.take_error().expect("the write error is kept");
+        assert_eq!(error.kind(), std::io::ErrorKind::StorageFull);
+        assert!(sink.take_error().is_none(), "taken once, and no write after it");
+        assert_eq!(qemu.command_names().len(), 3);
     }
 
     #[test]
