@@ -145,13 +145,11 @@ impl Action {
 
 /// The current time as a QMP event timestamp.
 pub(crate) fn now() -> Timestamp {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp {
-        seconds: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
-        microseconds: i64::from(since_epoch.subsec_micros()),
-    }
+    Timestamp::from_unix_duration(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
 }
 
 /// A handle that sends events on a connection from any thread; see

@@ -402,11 +402,9 @@ fn mock_version() -> Version {
 
 /// The wall clock as a QMP timestamp: the server machine has no clock.
 fn now() -> Timestamp {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp {
-        seconds: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
-        microseconds: i64::from(since_epoch.subsec_micros()),
-    }
+    Timestamp::from_unix_duration(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
 }

@@ -371,6 +371,18 @@ pub struct Timestamp {
     pub microseconds: i64,
 }
 
+impl Timestamp {
+    /// The timestamp of a moment `since_epoch` after the Unix epoch (e.g.
+    /// `SystemTime::now().duration_since(UNIX_EPOCH)`), as a server stamps
+    /// an event.
+    pub fn from_unix_duration(since_epoch: core::time::Duration) -> Timestamp {
+        Timestamp {
+            seconds: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
+            microseconds: i64::from(since_epoch.subsec_micros()),
+        }
+    }
+}
+
 /// An asynchronous event from the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
