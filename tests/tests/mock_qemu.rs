@@ -110,9 +110,16 @@ qmp_tests::on_both_runtimes! {
 
     #[test]
     fn faults_a_test_needs() {
+        // The slow reply waits for the test's word (then a short delay),
+        // so that the deadline surely comes first.
+        let (release, gate) = std::sync::mpsc::channel();
+        let mut gate = Some(gate);
         let qemu = MockQemu::builder()
             .config(MockConfig::default().slow_writer(Duration::ZERO).event_before_greeting("EARLY", Value::Null))
-            .on("slow", |_| vec![Action::Delay(Duration::from_millis(300)), Action::ok(1)])
+            .on("slow", move |_| match gate.take() {
+                Some(gate) => vec![Action::Wait(gate), Action::Delay(Duration::from_millis(10)), Action::ok(1)],
+                None => vec![Action::ok(1)],
+            })
             .on("never", |_| vec![])
             .on("huge", |_| vec![Action::oversize_reply(4096)])
             .on("no-id", |_| vec![Action::ErrorWithoutId(qmp_mock::QmpError::generic("parse"))])
@@ -128,6 +135,7 @@ qmp_tests::on_both_runtimes! {
             // A slow reply, and one that never comes, against a deadline.
             let late = qmp.call("slow", &()).timeout(Duration::from_millis(50)).await;
             assert!(matches!(late, Err(Error::Timeout)), "{late:?}");
+            release.send(()).unwrap();
             let never = qmp.call("never", &()).timeout(Duration::from_millis(50)).await;
             assert!(matches!(never, Err(Error::Timeout)), "{never:?}");
             // An error without id answers nothing the client asked.
