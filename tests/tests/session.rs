@@ -68,11 +68,15 @@ qmp_tests::on_both_runtimes! {
                 .unwrap();
             qmp.call("closefd", &name).await.unwrap();
 
-            // A call dropped after its first poll leaves the connection usable.
+            // A call dropped after its first poll leaves the connection
+            // usable. QEMU is frozen meanwhile, so that the first poll
+            // surely finds no reply (a quick QEMU could answer within it).
+            qemu.pause();
             let mut dropped = Box::pin(qmp.call("query-status", &()).into_future());
             let first = poll_fn(|cx| Poll::Ready(dropped.as_mut().poll(cx).is_ready())).await;
             assert!(!first, "answered at the first poll");
             drop(dropped);
+            qemu.resume();
             let status: Status = qmp.call("query-status", &()).decode().await.unwrap();
             assert!(!status.running);
 
