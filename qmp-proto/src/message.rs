@@ -3,6 +3,7 @@
 use crate::framing::Prefix;
 use crate::json::{attach, attach_last, range_in, RawJson, Span};
 use alloc::borrow::Cow;
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
@@ -71,7 +72,13 @@ impl fmt::Display for VersionTriple {
 /// assert_eq!(serde_json::to_string(&other).unwrap(), text.replace(' ', ""));
 /// ```
 #[derive(Clone)]
-pub struct Version {
+pub struct Version(Box<VersionParts>);
+
+/// What a [`Version`] holds, boxed: a greeting is received once, and a
+/// small `Version` keeps every [`ClientOutput`](crate::ClientOutput) (and
+/// every message being parsed) small.
+#[derive(Clone)]
+struct VersionParts {
     /// The object, less the whitespace between its tokens.
     raw: RawJson,
     /// The member shaped `{major, minor, micro}`: `qemu` if it is one, else
@@ -112,11 +119,11 @@ impl Version {
         };
         // Serializing integers and a string cannot fail.
         let raw = serde_json::to_vec(&wire).unwrap_or_default();
-        Version {
+        Version(Box::new(VersionParts {
             raw: RawJson::from_trusted(Bytes::from(raw)),
             product: Some((String::from(QEMU), qemu)),
             package,
-        }
+        }))
     }
 
     /// The version `raw` says, any JSON object (an error for anything
@@ -125,18 +132,18 @@ impl Version {
     pub fn from_raw(raw: RawJson) -> Result<Self, serde_json::Error> {
         let text = compact(raw.as_bytes());
         let read: VersionMembers = serde_json::from_slice(&text)?;
-        Ok(Version {
+        Ok(Version(Box::new(VersionParts {
             raw: RawJson::from_trusted(Bytes::from(text)),
             product: read.product,
             package: read.package,
-        })
+        })))
     }
 
     /// QEMU's numbers: the `qemu` member, when it is `{"major": M, "minor":
     /// m, "micro": u}` (any other member ignored). `None` for a server that
     /// is not QEMU.
     pub fn qemu(&self) -> Option<VersionTriple> {
-        match &self.product {
+        match &self.0.product {
             Some((name, triple)) if name == QEMU => Some(*triple),
             _ => None,
         }
@@ -147,20 +154,20 @@ impl Version {
     /// `("StratoVirt", 2.0.1)` for StratoVirt (`qemu` if the object has it,
     /// else the first such member). `None` when no member has that shape.
     pub fn product(&self) -> Option<(&str, VersionTriple)> {
-        let (name, triple) = self.product.as_ref()?;
+        let (name, triple) = self.0.product.as_ref()?;
         Some((name, *triple))
     }
 
     /// The `package` member, e.g. `"Debian 1:10.0.2+ds-2"`; empty when
     /// there is none (or it is not a string).
     pub fn package(&self) -> &str {
-        &self.package
+        &self.0.package
     }
 
     /// The version object as received, less the whitespace between its
     /// tokens: for what the accessors do not read.
     pub fn raw(&self) -> &RawJson {
-        &self.raw
+        &self.0.raw
     }
 }
 
@@ -174,7 +181,7 @@ impl Default for Version {
 impl PartialEq for Version {
     fn eq(&self, other: &Self) -> bool {
         // The rest is read from `raw`.
-        self.raw == other.raw
+        self.0.raw == other.0.raw
     }
 }
 
@@ -182,13 +189,13 @@ impl Eq for Version {}
 
 impl core::hash::Hash for Version {
     fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-        self.raw.hash(state);
+        self.0.raw.hash(state);
     }
 }
 
 impl fmt::Debug for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Version({})", self.raw)
+        write!(f, "Version({})", self.0.raw)
     }
 }
 
@@ -198,13 +205,13 @@ impl fmt::Display for Version {
     /// and its parentheses left out. A version without numbers of that
     /// shape is shown as its JSON.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.product {
+        match &self.0.product {
             Some((name, triple)) if name == QEMU => write!(f, "{triple}")?,
             Some((name, triple)) => write!(f, "{name} {triple}")?,
-            None => return f.write_str(self.raw.as_str()),
+            None => return f.write_str(self.0.raw.as_str()),
         }
-        if !self.package.is_empty() {
-            write!(f, " ({})", self.package)?;
+        if !self.0.package.is_empty() {
+            write!(f, " ({})", self.0.package)?;
         }
         Ok(())
     }
@@ -212,7 +219,7 @@ impl fmt::Display for Version {
 
 impl Serialize for Version {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.raw.serialize(s)
+        self.0.raw.serialize(s)
     }
 }
 

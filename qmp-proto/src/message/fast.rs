@@ -20,8 +20,10 @@
 use super::{plain_integer, timestamp_prefix, Timestamp};
 use core::ops::Range;
 
-/// The deepest nesting this pass follows (serde_json follows any).
-const MAX_DEPTH: u32 = 128;
+/// The deepest nesting this pass follows: a bit of a `u64` for each open
+/// container (one register in the scan's loop), far deeper than QMP nests.
+/// Deeper messages go to serde_json, which follows 128 levels.
+const MAX_DEPTH: u32 = 64;
 
 /// The members of a server message the classification looks at, as spans of
 /// the bytes; other members are checked and skipped.
@@ -198,6 +200,11 @@ pub(super) fn object_members_from(bytes: &[u8], partial: &mut Partial) -> Progre
                     Some(true) => return Progress::Refused,
                     Some(false) => {}
                     None => break 'stop mark,
+                }
+                if cursor.at == bytes.len() {
+                    // More space may come: the value's span starts after it.
+                    cursor.starved = true;
+                    break 'stop mark;
                 }
                 let member = Member::named(&bytes[mark + 1..]);
                 top = Top::Value {
@@ -407,7 +414,7 @@ enum Phase {
 /// the lowest bit (1 for an object), and what it is at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Nest {
-    objects: u128,
+    objects: u64,
     depth: u32,
     phase: Phase,
 }
@@ -438,16 +445,17 @@ impl Cursor<'_> {
             if byte > b' ' {
                 return; // the usual case, first
             }
-            match byte {
-                b' ' | b'\t' | b'\r' => self.at += 1,
-                b'\n' => {
-                    self.at += 1;
-                    // Pretty output indents every line.
-                    while self.buf.get(self.at..self.at + 8) == Some(&[b' '; 8][..]) {
-                        self.at += 8;
-                    }
+            // Compared in order of frequency: a table jump costs more.
+            if byte == b' ' || byte == b'\r' || byte == b'\t' {
+                self.at += 1;
+            } else if byte == b'\n' {
+                self.at += 1;
+                // Pretty output indents every line.
+                while self.buf.get(self.at..self.at + 8) == Some(&[b' '; 8][..]) {
+                    self.at += 8;
                 }
-                _ => return,
+            } else {
+                return;
             }
         }
     }
@@ -546,7 +554,9 @@ impl Cursor<'_> {
     }
 
     /// `word`. Cut short by the end of the bytes it is `None`, starved;
-    /// anything else that is not `word` is `None`, refused.
+    /// anything else that is not `word` is `None`, refused. Inlined: with
+    /// `word` known, the comparison is a load and a compare, not a call.
+    #[inline(always)]
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         let rest = self.buf.get(self.at..).unwrap_or_default();
         if rest.starts_with(word) {
@@ -560,8 +570,8 @@ impl Cursor<'_> {
     }
 
     /// A member's key, its colon and the space after. Returns whether the
-    /// key had escapes. One that reaches the end of the bytes may have more
-    /// space after it: it is `None`, starved.
+    /// key had escapes. The bytes may end in that space, with more of it to
+    /// come: a value's scan resumed there skips it first.
     #[inline(always)]
     fn key(&mut self) -> Option<bool> {
         if self.peek()? != b'"' {
@@ -575,10 +585,6 @@ impl Cursor<'_> {
         }
         self.at += 1;
         self.skip_space();
-        if self.at == self.buf.len() {
-            self.starved = true;
-            return None;
-        }
         Some(escaped)
     }
 
@@ -592,102 +598,82 @@ impl Cursor<'_> {
     /// after it. When the bytes run out (`starved`), `nest` and the cursor
     /// say where to go on from: a value's first byte, the inside of a
     /// string, or the end of a value.
+    ///
+    /// The loop is the scan of a value given whole, with nothing kept for a
+    /// resumption but at the places it stops; a resumed string or close is
+    /// finished first, out of line ([`Cursor::resume`]).
     #[inline(never)]
     fn value_from(&mut self, nest: &mut Nest) -> Option<()> {
         let mut objects = nest.objects;
         let mut depth = nest.depth;
-        let mut phase = nest.phase;
-        let (phase, at) = 'stop: loop {
-            let start = self.at;
-            match phase {
-                Phase::Value => {
-                    let Some(first) = self.peek() else {
-                        break 'stop (Phase::Value, start);
-                    };
-                    if first == b'"' {
-                        self.at += 1;
-                        if self.string().is_none() {
-                            break 'stop (Phase::String, self.at);
-                        }
-                    } else if first == b'{' || first == b'[' {
-                        let object = first == b'{';
-                        self.at += 1;
-                        self.skip_space();
-                        let Some(next) = self.peek() else {
-                            break 'stop (Phase::Value, start);
-                        };
-                        if next == if object { b'}' } else { b']' } {
-                            self.at += 1;
-                        } else {
-                            if depth == MAX_DEPTH {
-                                return None;
-                            }
-                            if object && self.key().is_none() {
-                                break 'stop (Phase::Value, start);
-                            }
-                            depth += 1;
-                            objects = (objects << 1) | u128::from(object);
-                            continue;
-                        }
-                    } else if first == b'-' || first.is_ascii_digit() {
-                        if self.number().is_none() {
-                            break 'stop (Phase::Value, start);
-                        }
-                    } else if first == b't' {
-                        if self.literal(b"true").is_none() {
-                            break 'stop (Phase::Value, start);
-                        }
-                    } else if first == b'f' {
-                        if self.literal(b"false").is_none() {
-                            break 'stop (Phase::Value, start);
-                        }
-                    } else if first == b'n' {
-                        if self.literal(b"null").is_none() {
-                            break 'stop (Phase::Value, start);
-                        }
-                    } else {
-                        return None;
-                    }
+        let (phase, at) = 'stop: {
+            if nest.phase == Phase::Value {
+                // Stopped where more space may come (after a key or a comma).
+                self.skip_space();
+            } else {
+                match self.resume(nest.phase, &mut objects, &mut depth) {
+                    Closed::Done => return Some(()),
+                    Closed::Next => {}
+                    Closed::Stop(phase, at) => break 'stop (phase, at),
+                    Closed::Invalid => return None,
                 }
-                Phase::String => {
+            }
+            loop {
+                let Some(first) = self.peek() else {
+                    break 'stop (Phase::Value, self.at);
+                };
+                if first == b'"' {
+                    self.at += 1;
                     if self.string().is_none() {
                         break 'stop (Phase::String, self.at);
                     }
-                }
-                Phase::After => {}
-            }
-            phase = Phase::Value;
-            // After a value: close containers until one goes on.
-            loop {
-                if depth == 0 {
-                    return Some(());
-                }
-                let after = self.at;
-                self.skip_space();
-                let in_object = objects & 1 == 1;
-                match self.peek() {
-                    Some(b',') => {
+                } else if first == b'{' || first == b'[' {
+                    let start = self.at;
+                    let object = first == b'{';
+                    self.at += 1;
+                    self.skip_space();
+                    let Some(next) = self.peek() else {
+                        break 'stop (Phase::Value, start);
+                    };
+                    if next == if object { b'}' } else { b']' } {
                         self.at += 1;
-                        self.skip_space();
-                        if in_object {
-                            if self.key().is_none() {
-                                break 'stop (Phase::After, after);
-                            }
-                        } else if self.at == self.buf.len() {
-                            // More space may follow.
-                            self.starved = true;
-                            break 'stop (Phase::After, after);
+                    } else {
+                        if depth == MAX_DEPTH {
+                            return None;
                         }
-                        break;
+                        if object && self.key().is_none() {
+                            break 'stop (Phase::Value, start);
+                        }
+                        depth += 1;
+                        objects = (objects << 1) | u64::from(object);
+                        continue;
                     }
-                    Some(b'}') if in_object => {}
-                    Some(b']') if !in_object => {}
-                    Some(_) => return None,
-                    None => break 'stop (Phase::After, after),
+                } else if first == b'-' || first.is_ascii_digit() {
+                    let start = self.at;
+                    if self.number().is_none() {
+                        break 'stop (Phase::Value, start);
+                    }
+                } else if first == b't' {
+                    if self.literal(b"true").is_none() {
+                        break 'stop (Phase::Value, self.at);
+                    }
+                } else if first == b'f' {
+                    if self.literal(b"false").is_none() {
+                        break 'stop (Phase::Value, self.at);
+                    }
+                } else if first == b'n' {
+                    if self.literal(b"null").is_none() {
+                        break 'stop (Phase::Value, self.at);
+                    }
+                } else {
+                    return None;
                 }
-                self.at += 1;
-                objects >>= 1;
-                depth -= 1;
+                match self.close(&mut objects, &mut depth) {
+                    Closed::Done => return Some(()),
+                    Closed::Next => {}
+                    Closed::Stop(phase, at) => break 'stop (phase, at),
+                    Closed::Invalid => return None,
+                }
             }
         };
         *nest = Nest {
@@ -698,6 +684,60 @@ impl Cursor<'_> {
         self.at = at;
         None
     }
+
+    /// The start of a resumed [`value_from`](Self::value_from) that stopped
+    /// inside a string or after a value: out of line, to keep the scan's
+    /// loop as tight as the one of a value given whole.
+    #[inline(never)]
+    fn resume(&mut self, phase: Phase, objects: &mut u64, depth: &mut u32) -> Closed {
+        if phase == Phase::String && self.string().is_none() {
+            return Closed::Stop(Phase::String, self.at);
+        }
+        self.close(objects, depth)
+    }
+
+    /// After a value: closes containers until one goes on with another
+    /// value (the cursor at its first byte) or none is left open.
+    #[inline(always)]
+    fn close(&mut self, objects: &mut u64, depth: &mut u32) -> Closed {
+        loop {
+            if *depth == 0 {
+                return Closed::Done;
+            }
+            let after = self.at;
+            self.skip_space();
+            let in_object = *objects & 1 == 1;
+            match self.peek() {
+                Some(b',') => {
+                    self.at += 1;
+                    self.skip_space();
+                    if in_object && self.key().is_none() {
+                        return Closed::Stop(Phase::After, after);
+                    }
+                    return Closed::Next;
+                }
+                Some(b'}') if in_object => {}
+                Some(b']') if !in_object => {}
+                Some(_) => return Closed::Invalid,
+                None => return Closed::Stop(Phase::After, after),
+            }
+            self.at += 1;
+            *objects >>= 1;
+            *depth -= 1;
+        }
+    }
+}
+
+/// What [`Cursor::close`] found after a value.
+enum Closed {
+    /// No container is left open: the value is complete.
+    Done,
+    /// A container goes on with another value, at the cursor.
+    Next,
+    /// The bytes ran out (or were wrong: `starved` tells) there.
+    Stop(Phase, usize),
+    /// Not JSON.
+    Invalid,
 }
 
 #[cfg(test)]
@@ -915,8 +955,11 @@ mod tests {
         assert!(!check(b"{\"return\": \"\xc3\"}"));
         let deep = format!("{{\"return\": {}{}}}", "[".repeat(200), "]".repeat(200));
         assert!(!check(deep.as_bytes()));
-        let deep_enough = format!("{{\"return\": {}{}}}", "[".repeat(128), "]".repeat(128));
+        // The innermost `[]`, empty, needs no level of its own.
+        let deep_enough = format!("{{\"return\": {}{}}}", "[".repeat(65), "]".repeat(65));
         assert!(check(deep_enough.as_bytes()));
+        let past_the_limit = format!("{{\"return\": {}{}}}", "[".repeat(66), "]".repeat(66));
+        assert!(!check(past_the_limit.as_bytes()));
     }
 
     /// Parses `bytes` with [`super::object_members_from`], given the first
