@@ -4,8 +4,9 @@ use crate::error::{end_at_eof, End, ProtocolError, SendError};
 use crate::framing::{Framer, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::json::{push_str_literal, RawJson};
 use crate::message::{
-    parse_server_message_with, parse_server_prefix_resumable, Capability, Event, EventNames,
-    Greeting, PartialMessage, QmpError, ServerMessage, ServerMessageSpans, ServerParseError,
+    parse_server_message_with, parse_server_prefix_resumable, small_qemu_event, Capability, Event,
+    EventNames, Greeting, PartialMessage, QmpError, ServerMessage, ServerMessageSpans,
+    ServerParseError,
 };
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::ToString;
@@ -411,6 +412,19 @@ impl Client {
             }
             if self.phase == Phase::Ended {
                 return None;
+            }
+            // An event as QEMU writes it, the common case, read straight
+            // from the buffer and built in place: handed on through the
+            // framer's results it was copied at each step.
+            if let Some(bytes) = self.framer.unread_object() {
+                let event = small_qemu_event(bytes, &mut self.event_names, &mut self.event_data);
+                if let Some((event, len)) = event {
+                    self.framer.consume_read(len);
+                    match on_event(event) {
+                        Some(event) => return Some(ClientOutput::Event(event)),
+                        None => continue,
+                    }
+                }
             }
             let next = self.framer.next_frame_with(
                 |bytes, resume| {

@@ -445,11 +445,36 @@ impl Framer {
         if needs_frame(&parsed) {
             return Some((Some(parsed), self.take(len)));
         }
-        // The line ending goes with it: one advance instead of two.
+        self.consume_read(len);
+        Some((Some(parsed), Bytes::new()))
+    }
+
+    /// The buffered bytes (at most the maximum message size of them) when
+    /// an object whose bytes nothing has read yet starts at the front:
+    /// for a reader of a message there whole, which says how long it was
+    /// with [`consume_read`](Self::consume_read). A message read so does
+    /// not go through [`next_frame_with`](Self::next_frame_with).
+    #[inline(always)]
+    pub(crate) fn unread_object(&mut self) -> Option<&[u8]> {
+        if self.shape != Shape::Between {
+            return None;
+        }
+        self.skip_space();
+        if self.buf.first() != Some(&b'{') {
+            return None;
+        }
+        let offered = self.buf.len().min(self.max);
+        Some(&self.buf[..offered])
+    }
+
+    /// Drops the first `len` bytes, a message read from
+    /// [`unread_object`](Self::unread_object) (or a parsed prefix), and the
+    /// line ending after it: one advance instead of two.
+    #[inline(always)]
+    pub(crate) fn consume_read(&mut self, len: usize) {
         let rest = self.buf.get(len..).unwrap_or_default();
         let space = rest.iter().take_while(|&&b| is_space(b)).count();
         self.consume(len + space);
-        Some((Some(parsed), Bytes::new()))
     }
 
     fn begin(&mut self, first: u8) {

@@ -700,7 +700,7 @@ pub(crate) fn parse_server_prefix_resumable(
     resume: bool,
 ) -> Prefix<ServerMessageSpans> {
     if !resume {
-        // An event as QEMU writes it, the common case, inline.
+        // An event as QEMU writes it, with data too large to copy.
         if let Some((event, len)) = fast::qemu_event(bytes) {
             let Some(name) = names.get(event.name) else {
                 return Prefix::Refused;
@@ -714,6 +714,40 @@ pub(crate) fn parse_server_prefix_resumable(
         }
     }
     parse_server_object_resumable(bytes, partial, arena, resume)
+}
+
+/// The event at the start of `bytes`, as QEMU writes it and with data no
+/// larger than [`COPIED_DATA_MAX`], copied to `arena`: the common case,
+/// read before anything else and built where it is returned. `None` leaves
+/// the message to [`parse_server_prefix_resumable`].
+#[inline(always)]
+pub(crate) fn small_qemu_event(
+    bytes: &[u8],
+    names: &mut EventNames,
+    arena: &mut BytesMut,
+) -> Option<(Event, usize)> {
+    let (event, len) = fast::qemu_event(bytes)?;
+    let data = match event.data {
+        None => None,
+        Some(span) if span.len() <= COPIED_DATA_MAX => Some(copy_to_arena(&bytes[span], arena)),
+        Some(_) => return None,
+    };
+    let event = Event {
+        name: names.get(event.name)?,
+        data,
+        timestamp: event.timestamp,
+    };
+    Some((event, len))
+}
+
+/// `data` copied into `arena`; see [`ServerMessageSpans::copy_small_event`].
+#[inline(always)]
+fn copy_to_arena(data: &[u8], arena: &mut BytesMut) -> RawJson {
+    if arena.capacity() - arena.len() < data.len() {
+        *arena = BytesMut::with_capacity(ARENA_CHUNK);
+    }
+    arena.extend_from_slice(data);
+    RawJson::from_trusted(arena.split().freeze())
 }
 
 /// [`parse_server_prefix_resumable`] for anything but an event as QEMU
@@ -942,13 +976,7 @@ impl ServerMessageSpans {
                 let data = match &event.data {
                     None => None,
                     Some(span) if span.len() <= COPIED_DATA_MAX => match bytes.get(span.clone()) {
-                        Some(data) => {
-                            if arena.capacity() - arena.len() < data.len() {
-                                *arena = BytesMut::with_capacity(ARENA_CHUNK);
-                            }
-                            arena.extend_from_slice(data);
-                            Some(RawJson::from_trusted(arena.split().freeze()))
-                        }
+                        Some(data) => Some(copy_to_arena(data, arena)),
                         None => return ServerMessageSpans::Event(event),
                     },
                     Some(_) => return ServerMessageSpans::Event(event),

@@ -279,6 +279,7 @@ pub(super) struct QemuEvent<'a> {
 /// [`timestamp_prefix`] reads it, a name of printable ASCII without escapes,
 /// and any valid `VALUE`. That is an object of three distinct members which
 /// [`object_members`] would read the same; anything else is `None`, for it.
+#[inline(always)]
 pub(super) fn qemu_event(bytes: &[u8]) -> Option<(QemuEvent<'_>, usize)> {
     let (timestamp, rest) = match qemu_event_head(bytes) {
         Some(head) => head,
@@ -588,26 +589,37 @@ impl Cursor<'_> {
         Some(escaped)
     }
 
-    /// One value, at its first byte; the cursor ends just after it.
+    /// One value, at its first byte; the cursor ends just after it. Where
+    /// the bytes run out it is `None`, with nothing kept to go on from: the
+    /// scan of a value that is there whole, or not at all (an event's data).
     fn value(&mut self) -> Option<()> {
         let mut nest = Nest::START;
-        self.value_from(&mut nest)
+        self.scan::<false>(&mut nest)
     }
 
     /// One value, or the rest of one as `nest` says; the cursor ends just
     /// after it. When the bytes run out (`starved`), `nest` and the cursor
     /// say where to go on from: a value's first byte, the inside of a
     /// string, or the end of a value.
+    fn value_from(&mut self, nest: &mut Nest) -> Option<()> {
+        self.scan::<true>(nest)
+    }
+
+    /// [`value_from`](Self::value_from), or with `RESUMABLE` unset
+    /// [`value`](Self::value): one loop, which without `RESUMABLE` keeps
+    /// nothing where it stops.
     ///
     /// The loop is the scan of a value given whole, with nothing kept for a
     /// resumption but at the places it stops; a resumed string or close is
     /// finished first, out of line ([`Cursor::resume`]).
     #[inline(never)]
-    fn value_from(&mut self, nest: &mut Nest) -> Option<()> {
+    fn scan<const RESUMABLE: bool>(&mut self, nest: &mut Nest) -> Option<()> {
         let mut objects = nest.objects;
         let mut depth = nest.depth;
         let (phase, at) = 'stop: {
-            if nest.phase == Phase::Value {
+            if !RESUMABLE {
+                // At the value's first byte.
+            } else if nest.phase == Phase::Value {
                 // Stopped where more space may come (after a key or a comma).
                 self.skip_space();
             } else {
@@ -676,12 +688,14 @@ impl Cursor<'_> {
                 }
             }
         };
-        *nest = Nest {
-            objects,
-            depth,
-            phase,
-        };
-        self.at = at;
+        if RESUMABLE {
+            *nest = Nest {
+                objects,
+                depth,
+                phase,
+            };
+            self.at = at;
+        }
         None
     }
 
