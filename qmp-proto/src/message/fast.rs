@@ -369,8 +369,8 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 /// match).
 #[inline(always)]
 fn next_special(buf: &[u8], mut at: usize) -> Option<(usize, u8)> {
-    while let Some(word) = buf.get(at..).and_then(|r| r.first_chunk::<8>()) {
-        let word = u64::from_le_bytes(*word);
+    while let Some(word) = buf.get(at..at + 8) {
+        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
         let quote = word ^ (ONES * u64::from(b'"'));
         let backslash = word ^ (ONES * u64::from(b'\\'));
         let flagged = ((quote.wrapping_sub(ONES) & !quote)
