@@ -446,17 +446,16 @@ impl Cursor<'_> {
             if byte > b' ' {
                 return; // the usual case, first
             }
-            // Compared in order of frequency: a table jump costs more.
-            if byte == b' ' || byte == b'\r' || byte == b'\t' {
-                self.at += 1;
-            } else if byte == b'\n' {
-                self.at += 1;
-                // Pretty output indents every line.
-                while self.buf.get(self.at..self.at + 8) == Some(&[b' '; 8][..]) {
-                    self.at += 8;
+            match byte {
+                b' ' | b'\t' | b'\r' => self.at += 1,
+                b'\n' => {
+                    self.at += 1;
+                    // Pretty output indents every line.
+                    while self.buf.get(self.at..self.at + 8) == Some(&[b' '; 8][..]) {
+                        self.at += 8;
+                    }
                 }
-            } else {
-                return;
+                _ => return,
             }
         }
     }
