@@ -21,9 +21,10 @@ use super::{plain_integer, timestamp_prefix, Timestamp};
 use core::ops::Range;
 
 /// The deepest nesting this pass follows: a bit of a `u64` for each open
-/// container (one register in the scan's loop), far deeper than QMP nests.
-/// Deeper messages go to serde_json, which follows 128 levels.
-const MAX_DEPTH: u32 = 64;
+/// container above the bit that marks the bottom (one register in the
+/// scan's loop), far deeper than QMP nests. Deeper messages go to
+/// serde_json, which follows 128 levels.
+const MAX_DEPTH: u32 = 63;
 
 /// The members of a server message the classification looks at, as spans of
 /// the bytes; other members are checked and skipped.
@@ -412,19 +413,18 @@ enum Phase {
 }
 
 /// How a value's scan goes on: the containers open around it, innermost in
-/// the lowest bit (1 for an object), and what it is at.
+/// the lowest bit (1 for an object) and above them a 1 that marks the
+/// bottom, and what it is at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Nest {
     objects: u64,
-    depth: u32,
     phase: Phase,
 }
 
 impl Nest {
     /// At the first byte of a value, no container open.
     const START: Nest = Nest {
-        objects: 0,
-        depth: 0,
+        objects: 1,
         phase: Phase::Value,
     };
 }
@@ -614,7 +614,6 @@ impl Cursor<'_> {
     #[inline(never)]
     fn scan<const RESUMABLE: bool>(&mut self, nest: &mut Nest) -> Option<()> {
         let mut objects = nest.objects;
-        let mut depth = nest.depth;
         let (phase, at) = 'stop: {
             if !RESUMABLE {
                 // At the value's first byte.
@@ -622,7 +621,7 @@ impl Cursor<'_> {
                 // Stopped where more space may come (after a key or a comma).
                 self.skip_space();
             } else {
-                match self.resume(nest.phase, &mut objects, &mut depth) {
+                match self.resume(nest.phase, &mut objects) {
                     Closed::Done => return Some(()),
                     Closed::Next => {}
                     Closed::Stop(phase, at) => break 'stop (phase, at),
@@ -649,13 +648,12 @@ impl Cursor<'_> {
                     if next == if object { b'}' } else { b']' } {
                         self.at += 1;
                     } else {
-                        if depth == MAX_DEPTH {
+                        if objects >> MAX_DEPTH != 0 {
                             return None;
                         }
                         if object && self.key().is_none() {
                             break 'stop (Phase::Value, start);
                         }
-                        depth += 1;
                         objects = (objects << 1) | u64::from(object);
                         continue;
                     }
@@ -679,7 +677,7 @@ impl Cursor<'_> {
                 } else {
                     return None;
                 }
-                match self.close(&mut objects, &mut depth) {
+                match self.close(&mut objects) {
                     Closed::Done => return Some(()),
                     Closed::Next => {}
                     Closed::Stop(phase, at) => break 'stop (phase, at),
@@ -688,11 +686,7 @@ impl Cursor<'_> {
             }
         };
         if RESUMABLE {
-            *nest = Nest {
-                objects,
-                depth,
-                phase,
-            };
+            *nest = Nest { objects, phase };
             self.at = at;
         }
         None
@@ -702,19 +696,19 @@ impl Cursor<'_> {
     /// inside a string or after a value: out of line, to keep the scan's
     /// loop as tight as the one of a value given whole.
     #[inline(never)]
-    fn resume(&mut self, phase: Phase, objects: &mut u64, depth: &mut u32) -> Closed {
+    fn resume(&mut self, phase: Phase, objects: &mut u64) -> Closed {
         if phase == Phase::String && self.string().is_none() {
             return Closed::Stop(Phase::String, self.at);
         }
-        self.close(objects, depth)
+        self.close(objects)
     }
 
     /// After a value: closes containers until one goes on with another
     /// value (the cursor at its first byte) or none is left open.
     #[inline(always)]
-    fn close(&mut self, objects: &mut u64, depth: &mut u32) -> Closed {
+    fn close(&mut self, objects: &mut u64) -> Closed {
         loop {
-            if *depth == 0 {
+            if *objects == 1 {
                 return Closed::Done;
             }
             let after = self.at;
@@ -736,7 +730,6 @@ impl Cursor<'_> {
             }
             self.at += 1;
             *objects >>= 1;
-            *depth -= 1;
         }
     }
 }
@@ -969,9 +962,9 @@ mod tests {
         let deep = format!("{{\"return\": {}{}}}", "[".repeat(200), "]".repeat(200));
         assert!(!check(deep.as_bytes()));
         // The innermost `[]`, empty, needs no level of its own.
-        let deep_enough = format!("{{\"return\": {}{}}}", "[".repeat(65), "]".repeat(65));
+        let deep_enough = format!("{{\"return\": {}{}}}", "[".repeat(64), "]".repeat(64));
         assert!(check(deep_enough.as_bytes()));
-        let past_the_limit = format!("{{\"return\": {}{}}}", "[".repeat(66), "]".repeat(66));
+        let past_the_limit = format!("{{\"return\": {}{}}}", "[".repeat(65), "]".repeat(65));
         assert!(!check(past_the_limit.as_bytes()));
     }
 
