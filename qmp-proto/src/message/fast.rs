@@ -525,7 +525,9 @@ impl Cursor<'_> {
     }
 
     /// A number. One that reaches the end of the bytes may go on in the
-    /// next ones: it is `None`, starved.
+    /// next ones: it is `None`, starved. Inlined: called from both
+    /// instances of [`scan`](Self::scan), it was left out of line.
+    #[inline(always)]
     fn number(&mut self) -> Option<()> {
         if self.peek() == Some(b'-') {
             self.at += 1;
