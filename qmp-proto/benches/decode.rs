@@ -344,7 +344,11 @@ fn bench_large(rounds: usize) -> Vec<LargeRow> {
                     }
                 };
                 let elapsed = start.elapsed();
-                assert_eq!(decoded, messages, "{name}: subject {subject}");
+                let subject_name = match subject {
+                    0 => "baseline",
+                    _ => LARGE_SUBJECTS[subject - 1].0,
+                };
+                assert_eq!(decoded, messages, "{name}: {subject_name}");
                 if round > 0 {
                     times[subject].push(elapsed.as_secs_f64() * 1e9);
                 }
