@@ -430,7 +430,6 @@ impl Client {
                 |bytes, resume| {
                     parse_server_prefix_resumable(
                         bytes,
-                        &mut self.event_names,
                         &mut self.partial,
                         &mut self.event_data,
                         resume,

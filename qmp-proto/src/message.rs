@@ -690,36 +690,36 @@ pub(crate) struct PartialMessage(fast::Partial);
 /// stopped, so a message that arrives in many pieces is still read once;
 /// what it gives in the end is what [`parse_server_prefix_with`] gives for
 /// the whole. A small event has its data copied to `arena`
-/// ([`ServerMessageSpans::copy_small_event`]).
+/// ([`ServerMessageSpans::copy_small_event`]). An event as QEMU writes it,
+/// there whole, is the client's to read first ([`small_qemu_event`]).
 #[inline]
 pub(crate) fn parse_server_prefix_resumable(
     bytes: &[u8],
-    names: &mut EventNames,
     partial: &mut PartialMessage,
     arena: &mut BytesMut,
     resume: bool,
 ) -> Prefix<ServerMessageSpans> {
     if !resume {
-        // An event as QEMU writes it, with data too large to copy.
-        if let Some((event, len)) = fast::qemu_event(bytes) {
-            let Some(name) = names.get(event.name) else {
-                return Prefix::Refused;
-            };
-            let event = ServerMessageSpans::Event(EventSpans {
-                name,
-                data: event.data,
-                timestamp: event.timestamp,
-            });
-            return Prefix::Parsed(event.copy_small_event(bytes, arena), len);
-        }
+        partial.0 = fast::Partial::default();
     }
-    parse_server_object_resumable(bytes, partial, arena, resume)
+    match fast::object_members_from(bytes, &mut partial.0) {
+        fast::Progress::Done(len) => {
+            let found = core::mem::take(&mut partial.0.members);
+            match message_of(&bytes[..len], found) {
+                Some(message) => Prefix::Parsed(message.copy_small_event(bytes, arena), len),
+                None => Prefix::Refused,
+            }
+        }
+        fast::Progress::Starved => Prefix::Incomplete,
+        fast::Progress::Refused => Prefix::Refused,
+    }
 }
 
 /// The event at the start of `bytes`, as QEMU writes it and with data no
 /// larger than [`COPIED_DATA_MAX`], copied to `arena`: the common case,
 /// read before anything else and built where it is returned. `None` leaves
-/// the message to [`parse_server_prefix_resumable`].
+/// the message to [`parse_server_prefix_resumable`] (an event with larger
+/// data too: its data then shares the received bytes).
 #[inline(always)]
 pub(crate) fn small_qemu_event(
     bytes: &[u8],
@@ -748,31 +748,6 @@ fn copy_to_arena(data: &[u8], arena: &mut BytesMut) -> RawJson {
     }
     arena.extend_from_slice(data);
     RawJson::from_trusted(arena.split().freeze())
-}
-
-/// [`parse_server_prefix_resumable`] for anything but an event as QEMU
-/// writes it.
-#[inline(never)]
-fn parse_server_object_resumable(
-    bytes: &[u8],
-    partial: &mut PartialMessage,
-    arena: &mut BytesMut,
-    resume: bool,
-) -> Prefix<ServerMessageSpans> {
-    if !resume {
-        partial.0 = fast::Partial::default();
-    }
-    match fast::object_members_from(bytes, &mut partial.0) {
-        fast::Progress::Done(len) => {
-            let found = core::mem::take(&mut partial.0.members);
-            match message_of(&bytes[..len], found) {
-                Some(message) => Prefix::Parsed(message.copy_small_event(bytes, arena), len),
-                None => Prefix::Refused,
-            }
-        }
-        fast::Progress::Starved => Prefix::Incomplete,
-        fast::Progress::Refused => Prefix::Refused,
-    }
 }
 
 /// The message whose top-level members [`fast::object_members`] found in
